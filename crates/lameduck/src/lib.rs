@@ -1,1 +1,84 @@
-//! lameduck
+//! An HTTP server that shuts down without failing a single request.
+//!
+//! lameduck serves any hyper or tower service (an axum `Router` included)
+//! behind a shutdown sequence made for Kubernetes rolling updates:
+//!
+//! 1. **Serving** until the shutdown future completes (SIGTERM, say).
+//! 2. **Draining** for [`Config::drain_delay`]: `/readyz` answers 503, the
+//!    listener stays open because the routing layer still sends traffic, every
+//!    HTTP/1.1 response carries `Connection: close`, HTTP/2 connections get
+//!    GOAWAY; idle keep-alive connections are left alone.
+//! 3. **Closing** for at most [`Config::shutdown_timeout`]: the listener is
+//!    closed, in-flight requests finish, keep-alive connections close once
+//!    idle for [`Config::idle_grace`] (a connection used more recently gets
+//!    one more response, with `Connection: close`, rather than a race).
+//! 4. **Done** when the last connection closed, or **Forced** when the
+//!    timeout expired or a second signal came.
+//!
+//! The admin listener answers `/livez`, `/readyz` and `/metrics` throughout.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//!
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::Incoming, service::service_fn};
+//! use tokio::net::TcpListener;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let hello = service_fn(|_request: Request<Incoming>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello\n"))))
+//!     });
+//!     let (shutdown, force) = lameduck::signals::shutdown_signals()?;
+//!     let report = lameduck::Server::new(lameduck::Config::default())
+//!         .force_on(force)
+//!         .serve(
+//!             TcpListener::bind("0.0.0.0:8080").await?,
+//!             TcpListener::bind("0.0.0.0:8081").await?,
+//!             hello,
+//!             shutdown,
+//!         )
+//!         .await?;
+//!     std::process::exit(if report.is_forced() { 1 } else { 0 });
+//! }
+//! ```
+//!
+//! The `cli` feature (on by default) adds what the `lameduck` binary needs:
+//! the command line, logging setup and the probe client. Turn it off to embed
+//! the server without clap.
+
+#![warn(missing_docs)]
+
+mod admin;
+mod config;
+mod conn;
+mod error;
+mod io;
+mod metrics;
+mod server;
+mod shutdown;
+mod track;
+
+pub mod demo;
+pub mod signals;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+pub mod probe;
+#[cfg(feature = "cli")]
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::Server;
+pub use shutdown::{Phase, ShutdownReport};
+
+/// The error type services may return, as hyper accepts it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Adapts a tower service, such as an axum `Router`, for [`Server::serve`].
+pub fn from_tower<S>(service: S) -> hyper_util::service::TowerToHyperService<S> {
+    hyper_util::service::TowerToHyperService::new(service)
+}

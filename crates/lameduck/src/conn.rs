@@ -1,0 +1,216 @@
+//! One application connection, from accept to close: protocol detection,
+//! serving, and what each shutdown phase asks of it.
+//!
+//! - HTTP/2 gets GOAWAY as soon as draining starts (only the server can move
+//!   a client off a connection it has pinned), then closes with its last stream.
+//! - HTTP/1 responses carry `Connection: close` from draining on (see
+//!   `track`), which closes busy connections after their response. Idle ones
+//!   are left alone until closing, then closed once idle for `idle_grace`: a
+//!   connection used more recently may be carrying the client's next request,
+//!   and closing it would race that request.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::BoxError;
+use crate::io::{ActivityIo, PREFIX_CAPACITY};
+use crate::server::Shared;
+use crate::shutdown::Phase;
+use crate::track::{ConnState, Tracked};
+
+const H2_PREFACE: &[u8; PREFIX_CAPACITY] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Serves one accepted connection until it closes, or until `cut` drops it.
+pub(crate) async fn serve<S, B>(
+    mut stream: TcpStream,
+    service: S,
+    shared: Arc<Shared>,
+    cut: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let state = Arc::new(ConnState::new(shared));
+    let _open = OpenConnection::new(&state.shared);
+    let mut prefix = [0; PREFIX_CAPACITY];
+    let Some((protocol, len)) = detect(&mut stream, &mut prefix, &state, &cut).await else {
+        return;
+    };
+    let io = TokioIo::new(ActivityIo::new(stream, &prefix[..len], Arc::clone(&state)));
+    let service = Tracked::new(service, Arc::clone(&state));
+    let shared = &state.shared;
+    match protocol {
+        Protocol::Http1 => {
+            let conn = shared.h1.serve_connection(io, service).with_upgrades();
+            drive(
+                pin!(conn),
+                |c| c.graceful_shutdown(),
+                protocol,
+                &state,
+                &cut,
+            )
+            .await;
+        }
+        Protocol::Http2 => {
+            let conn = shared.h2.serve_connection(io, service);
+            drive(
+                pin!(conn),
+                |c| c.graceful_shutdown(),
+                protocol,
+                &state,
+                &cut,
+            )
+            .await;
+        }
+    }
+}
+
+/// Reads until the bytes tell HTTP/2's preface from anything else (treated
+/// as HTTP/1), within the header read timeout. Returns the protocol and how
+/// many bytes of `buf` were read; `None` if the connection should just close.
+async fn detect(
+    stream: &mut TcpStream,
+    buf: &mut [u8; PREFIX_CAPACITY],
+    state: &ConnState,
+    cut: &CancellationToken,
+) -> Option<(Protocol, usize)> {
+    let shared = &state.shared;
+    let deadline = Instant::now() + shared.config.header_read_timeout;
+    let mut phase = shared.lifecycle.subscribe();
+    let mut len = 0;
+    loop {
+        let read = tokio::select! {
+            biased;
+            () = cut.cancelled() => return None,
+            read = stream.read(&mut buf[len..]) => read,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                debug!("no request within the header read timeout");
+                return None;
+            }
+            // Internal: only while nothing has arrived; a partial request is
+            // not idle, and the header read timeout bounds it.
+            () = idle_while_closing(&mut phase, state), if len == 0 => return None,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                state.touch();
+                len += n;
+            }
+        }
+        if buf[..len] != H2_PREFACE[..len] {
+            return Some((Protocol::Http1, len));
+        }
+        if len == H2_PREFACE.len() {
+            return Some((Protocol::Http2, len));
+        }
+    }
+}
+
+/// Serves `conn` to its end, asking it to close when the shutdown phase says so.
+async fn drive<C>(
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    protocol: Protocol,
+    state: &ConnState,
+    cut: &CancellationToken,
+) where
+    C: Future<Output = hyper::Result<()>>,
+{
+    let mut phase = state.shared.lifecycle.subscribe();
+    let close_requested = async {
+        match protocol {
+            Protocol::Http2 => {
+                let _ = phase.wait_for(|p| *p >= Phase::Draining).await;
+            }
+            Protocol::Http1 => idle_while_closing(&mut phase, state).await,
+        }
+    };
+    let mut close_requested = pin!(close_requested);
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = cut.cancelled() => {
+                debug!("connection dropped by a forced shutdown");
+                return;
+            }
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut close_requested, if !asked => {
+                if protocol == Protocol::Http1 && state.request_arriving() {
+                    // Headers started, then nothing for the whole grace:
+                    // hyper would wait for the header read timeout, and the
+                    // shutdown with it. No response is pending, so just close.
+                    debug!("closing a connection stalled in its request headers");
+                    return;
+                }
+                // HTTP/2: GOAWAY, the connection ends with its last stream.
+                // HTTP/1: idle, so hyper closes it at once.
+                graceful_shutdown(conn.as_mut());
+                asked = true;
+            }
+        }
+    }
+}
+
+/// Resolves once the server is closing and the connection has been idle for
+/// `idle_grace`.
+async fn idle_while_closing(phase: &mut watch::Receiver<Phase>, state: &ConnState) {
+    // Internal: an error means the lifecycle is gone, which only happens once
+    // the server itself is; treat it as closing.
+    let _ = phase.wait_for(|p| *p >= Phase::Closing).await;
+    let grace = state.shared.config.idle_grace;
+    loop {
+        match state.idle_for(Instant::now()) {
+            Some(idle) if idle >= grace => return,
+            Some(idle) => tokio::time::sleep(grace - idle).await,
+            // The permit of a notification sent before we wait is kept, so
+            // a request ending right now is not missed.
+            None => state.went_idle.notified().await,
+        }
+    }
+}
+
+/// Counts the connection in `http_server_open_connections` while it lives.
+struct OpenConnection<'a>(&'a Shared);
+
+impl<'a> OpenConnection<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.metrics.open_connections.inc();
+        Self(shared)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.open_connections.dec();
+    }
+}

@@ -1,0 +1,92 @@
+//! The connection's socket as hyper sees it: replays the bytes read while
+//! detecting the protocol, and records every read as a sign of life, so that a
+//! request whose bytes have started arriving is never mistaken for idleness.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::track::ConnState;
+
+/// Length of the HTTP/2 connection preface, the most read before serving.
+pub(crate) const PREFIX_CAPACITY: usize = 24;
+
+#[derive(Debug)]
+pub(crate) struct ActivityIo {
+    stream: TcpStream,
+    prefix: [u8; PREFIX_CAPACITY],
+    prefix_start: usize,
+    prefix_end: usize,
+    conn: Arc<ConnState>,
+}
+
+impl ActivityIo {
+    /// `prefix` holds bytes already read from `stream`; they are read again first.
+    pub(crate) fn new(stream: TcpStream, prefix: &[u8], conn: Arc<ConnState>) -> Self {
+        let mut buf = [0; PREFIX_CAPACITY];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        Self {
+            stream,
+            prefix: buf,
+            prefix_start: 0,
+            prefix_end: prefix.len(),
+            conn,
+        }
+    }
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix_start < this.prefix_end {
+            let n = buf.remaining().min(this.prefix_end - this.prefix_start);
+            buf.put_slice(&this.prefix[this.prefix_start..this.prefix_start + n]);
+            this.prefix_start += n;
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.conn.touch();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}

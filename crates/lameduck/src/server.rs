@@ -1,0 +1,258 @@
+//! The server: an application listener, an admin listener, one service, one
+//! shutdown. Listeners come in already bound, so the caller picks the
+//! addresses (tests bind port 0) and reports bind errors in its own words.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info};
+
+use crate::metrics::Metrics;
+use crate::shutdown::{self, Lifecycle, Phase, ShutdownReport};
+use crate::{BoxError, Config, Error, admin, conn};
+
+/// Serves an application with lameduck's listeners, probes, metrics and
+/// shutdown sequence.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::net::TcpListener;
+///
+/// let app = TcpListener::bind("0.0.0.0:8080").await?;
+/// let admin = TcpListener::bind("0.0.0.0:8081").await?;
+/// let (shutdown, force) = lameduck::signals::shutdown_signals()?;
+/// let report = lameduck::Server::new(lameduck::Config::default())
+///     .force_on(force)
+///     .serve(app, admin, lameduck::demo::Demo::new("replica-a"), shutdown)
+///     .await?;
+/// std::process::exit(if report.is_forced() { 1 } else { 0 });
+/// # }
+/// ```
+pub struct Server {
+    config: Config,
+    registry: Registry,
+    force: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("force", &self.force.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with its own metrics registry.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            registry: Registry::new(),
+            force: None,
+        }
+    }
+
+    /// Uses `registry` for `/metrics`, so the application's own metrics are
+    /// served next to lameduck's. The process collector is added unless the
+    /// registry already has one.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// When `force` completes during the shutdown, remaining connections are
+    /// dropped at once and the shutdown ends as [`Phase::Forced`]. The
+    /// binary passes the second SIGTERM/SIGINT.
+    pub fn force_on(mut self, force: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.force = Some(Box::pin(force));
+        self
+    }
+
+    /// Serves `service` on `app` and the probes and metrics on `admin` until
+    /// `shutdown` completes, then drains and shuts down as configured.
+    ///
+    /// Returns once every application connection has closed (or was dropped);
+    /// the admin listener is the last thing to close. Any hyper service will
+    /// do; wrap a tower service (an axum `Router`, say) with
+    /// [`from_tower`](crate::from_tower).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Metrics`] if the registry already holds metrics of the same names.
+    pub async fn serve<S, B>(
+        self,
+        app: TcpListener,
+        admin: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, Error>
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let metrics = Metrics::new(self.registry)?;
+        let shared = Arc::new(Shared::new(self.config, metrics));
+        let connections = TaskTracker::new();
+        let cut = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+
+        log_listening(&app, &admin);
+        let admin_task = tokio::spawn(admin::serve(admin, Arc::clone(&shared), admin_stop.clone()));
+        connections.spawn(accept(
+            app,
+            service,
+            Arc::clone(&shared),
+            connections.clone(),
+            cut.clone(),
+        ));
+
+        let force = self
+            .force
+            .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let report = shutdown::run(&shared, shutdown, force, &connections, &cut).await;
+
+        admin_stop.cancel();
+        let _ = admin_task.await;
+        Ok(report)
+    }
+}
+
+fn log_listening(app: &TcpListener, admin: &TcpListener) {
+    match (app.local_addr(), admin.local_addr()) {
+        (Ok(app), Ok(admin)) => info!(listen = %app, admin = %admin, "serving"),
+        _ => info!("serving"),
+    }
+}
+
+/// State every task of one server shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) metrics: Metrics,
+    pub(crate) h1: http1::Builder,
+    pub(crate) h2: http2::Builder<TokioExecutor>,
+    epoch: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, metrics: Metrics) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        Self {
+            config,
+            lifecycle: Lifecycle::new(),
+            metrics,
+            h1,
+            h2,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// A compact timestamp for per-connection atomics.
+    pub(crate) fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Accepts application connections until the server starts closing, then
+/// drops the listener, so that new connections are refused.
+async fn accept<S, B>(
+    listener: TcpListener,
+    service: S,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    cut: CancellationToken,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // Beyond the limit, connections wait in the kernel's backlog.
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut phase = shared.lifecycle.subscribe();
+    let mut closing = pin!(async move {
+        let _ = phase.wait_for(|p| *p >= Phase::Closing).await;
+    });
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut closing => break,
+            () = cut.cancelled() => break,
+            permit = Arc::clone(&limit).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut closing => break,
+            () = cut.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) if is_connection_error(&error) => continue,
+                Err(error) => {
+                    // Out of file descriptors, typically: wait rather than spin.
+                    error!(%error, "accept failed; retrying in 100ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%error, "cannot set TCP_NODELAY");
+        }
+        connections.spawn(conn::serve(
+            stream,
+            service.clone(),
+            Arc::clone(&shared),
+            cut.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    debug!("application listener closed");
+}
+
+/// Errors that concern one connection only, not the listener.
+pub(crate) fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}

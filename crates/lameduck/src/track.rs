@@ -1,0 +1,223 @@
+//! Request tracking: wraps the application's service so that every request is
+//! counted while in flight (per connection and in the metrics), timed, and,
+//! once shutdown began, answered over HTTP/1 with `Connection: close`.
+//!
+//! A request is in flight from the moment hyper hands it to the service until
+//! its response body has been written or dropped: the guard travels from the
+//! service future into the response body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use http::header::{CONNECTION, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+
+use crate::metrics::method_index;
+use crate::server::Shared;
+use crate::shutdown::Phase;
+
+/// What a connection task and its requests know about each other.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) shared: Arc<Shared>,
+    in_flight: AtomicU32,
+    /// Last sign of life, in nanoseconds since `shared.epoch`: bytes read, or
+    /// a response finished.
+    last_active: AtomicU64,
+    /// Bytes arrived that no request has claimed yet: a request is on its way.
+    request_arriving: AtomicBool,
+    /// Wakes the connection task when its last request finishes during shutdown.
+    pub(crate) went_idle: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let now = shared.nanos_since_epoch(Instant::now());
+        Self {
+            shared,
+            in_flight: AtomicU32::new(0),
+            last_active: AtomicU64::new(now),
+            request_arriving: AtomicBool::new(false),
+            went_idle: Notify::new(),
+        }
+    }
+
+    /// Records that the peer sent bytes.
+    pub(crate) fn touch(&self) {
+        let now = self.shared.nanos_since_epoch(Instant::now());
+        self.last_active.store(now, Ordering::Relaxed);
+        self.request_arriving.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether bytes arrived since the last request started or ended: with
+    /// nothing in flight, that is a request whose headers are incomplete.
+    pub(crate) fn request_arriving(&self) -> bool {
+        self.request_arriving.load(Ordering::Relaxed)
+    }
+
+    /// How long the connection has been idle at `now`; `None` while a request
+    /// is in flight.
+    pub(crate) fn idle_for(&self, now: Instant) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let now = self.shared.nanos_since_epoch(now);
+        let last = self.last_active.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(now.saturating_sub(last)))
+    }
+}
+
+/// The application's service, tracked. One per connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    conn: Arc<ConnState>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, conn: Arc<ConnState>) -> Self {
+        Self { inner, conn }
+    }
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let guard = RequestGuard::start(&self.conn, &request);
+        TrackedFuture {
+            inner: self.inner.call(request),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project! {
+    /// The application's response future; adds `Connection: close` and moves
+    /// the request guard into the body.
+    #[derive(Debug)]
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        let mut guard = this
+            .guard
+            .take()
+            .expect("TrackedFuture polled after completion");
+        guard.status = Some(response.status());
+        // Internal: the phase is read when the response is ready, not when the
+        // request arrived, so a request that straddles the signal still closes
+        // its connection.
+        if guard.http1 && guard.conn.shared.lifecycle.phase() >= Phase::Draining {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response.map(|inner| TrackedBody {
+            inner,
+            _guard: guard,
+        })))
+    }
+}
+
+pin_project! {
+    /// The application's response body; the request ends when it is dropped.
+    #[derive(Debug)]
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _guard: RequestGuard,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One request in flight. Dropping it ends the request: in the counters, in
+/// the latency histogram (if a response was produced), and in the connection's
+/// idle clock.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    conn: Arc<ConnState>,
+    started: Instant,
+    method: u8,
+    http1: bool,
+    status: Option<StatusCode>,
+}
+
+impl RequestGuard {
+    fn start(conn: &Arc<ConnState>, request: &Request<Incoming>) -> Self {
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        conn.request_arriving.store(false, Ordering::Relaxed);
+        conn.shared.metrics.active_requests.inc();
+        Self {
+            conn: Arc::clone(conn),
+            started: Instant::now(),
+            method: method_index(request.method()),
+            http1: request.version() < Version::HTTP_2,
+            status: None,
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let shared = &self.conn.shared;
+        shared.metrics.active_requests.dec();
+        if let Some(status) = self.status {
+            let seconds = now.duration_since(self.started).as_secs_f64();
+            shared.metrics.observe(self.method, status, seconds);
+        }
+        self.conn
+            .last_active
+            .store(shared.nanos_since_epoch(now), Ordering::Relaxed);
+        self.conn.request_arriving.store(false, Ordering::Relaxed);
+        let was_last = self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
+        if was_last && shared.lifecycle.phase() >= Phase::Closing {
+            self.conn.went_idle.notify_one();
+        }
+    }
+}
