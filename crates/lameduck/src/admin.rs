@@ -80,8 +80,6 @@ fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>
             ),
         },
         "/metrics" => {
-            let elapsed = shared.lifecycle.shutdown_elapsed();
-            shared.metrics.shutdown_duration.set(elapsed.as_secs_f64());
             let mut response = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             response
                 .headers_mut()

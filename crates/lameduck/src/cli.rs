@@ -68,19 +68,19 @@ pub struct ServeArgs {
     )]
     pub admin_listen: SocketAddr,
     /// Lame-duck window after the signal, before the listener closes.
-    #[arg(long, env = "LAMEDUCK_DRAIN_DELAY", default_value = "0s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "LAMEDUCK_DRAIN_DELAY", default_value = "0s", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_delay: Duration,
     /// How long in-flight work may take after the listener closes.
-    #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "20s", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: Duration,
     /// While closing, how long a keep-alive connection must have been idle before it is closed.
-    #[arg(long, env = "LAMEDUCK_IDLE_GRACE", default_value = "250ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "LAMEDUCK_IDLE_GRACE", default_value = "250ms", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub idle_grace: Duration,
     /// A connection that has not sent full request headers by then is closed.
-    #[arg(long, env = "LAMEDUCK_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, env = "LAMEDUCK_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub header_read_timeout: Duration,
     /// Connections served at once; further ones wait in the backlog.
-    #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", default_value = "10000", value_name = "N",
+    #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", default_value = "10000", value_name = "N", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
     /// Log line format; the level comes from RUST_LOG (default info).

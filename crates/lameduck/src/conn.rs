@@ -2,7 +2,9 @@
 //! serving, and what each shutdown phase asks of it.
 //!
 //! - HTTP/2 gets GOAWAY as soon as draining starts (only the server can move
-//!   a client off a connection it has pinned), then closes with its last stream.
+//!   a client off a connection it has pinned), then closes with its last
+//!   stream; a connection opened during the drain gets it after its first
+//!   request, which a GOAWAY would otherwise refuse.
 //! - HTTP/1 responses carry `Connection: close` from draining on (see
 //!   `track`), which closes busy connections after their response. Idle ones
 //!   are left alone until closing, then closed once idle for `idle_grace`: a
@@ -141,8 +143,18 @@ async fn drive<C>(
     C: Future<Output = hyper::Result<()>>,
 {
     let mut phase = state.shared.lifecycle.subscribe();
+    let accepted_while_draining = *phase.borrow() >= Phase::Draining;
     let close_requested = async {
         match protocol {
+            Protocol::Http2 if accepted_while_draining => {
+                // Internal: the client connected to send a request; a GOAWAY
+                // ahead of it would refuse it. Serve its first stream, then
+                // ask it to move on (or when closing starts, whichever first).
+                tokio::select! {
+                    () = first_request(state) => {}
+                    _ = phase.wait_for(|p| *p >= Phase::Closing) => {}
+                }
+            }
             Protocol::Http2 => {
                 let _ = phase.wait_for(|p| *p >= Phase::Draining).await;
             }
@@ -181,6 +193,13 @@ async fn drive<C>(
     }
 }
 
+/// Resolves once a request is in flight on a connection accepted while draining.
+async fn first_request(state: &ConnState) {
+    while !state.busy() {
+        state.requests_changed.notified().await;
+    }
+}
+
 /// Resolves once the server is closing and the connection has been idle for
 /// `idle_grace`.
 async fn idle_while_closing(phase: &mut watch::Receiver<Phase>, state: &ConnState) {
@@ -194,7 +213,7 @@ async fn idle_while_closing(phase: &mut watch::Receiver<Phase>, state: &ConnStat
             Some(idle) => tokio::time::sleep(grace - idle).await,
             // The permit of a notification sent before we wait is kept, so
             // a request ending right now is not missed.
-            None => state.went_idle.notified().await,
+            None => state.requests_changed.notified().await,
         }
     }
 }

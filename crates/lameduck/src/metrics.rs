@@ -2,13 +2,17 @@
 //! is resolved before or on first use, so a request touches only atomics: no
 //! lock, no allocation, no label formatting.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::{Method, StatusCode};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry,
     TextEncoder,
 };
+
+use crate::shutdown::ShutdownClock;
 
 /// Method label values; anything else is `_OTHER`, so a client cannot grow
 /// the number of series by inventing methods.
@@ -43,13 +47,13 @@ pub(crate) struct Metrics {
     // lookup is a single atomic load instead of the vec's lock and label hashing.
     series: Box<[OnceLock<Histogram>]>,
     pub(crate) shutdown_phase: IntGauge,
-    pub(crate) shutdown_duration: Gauge,
     pub(crate) aborted: IntCounter,
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them, with the process collector, in `registry`.
-    pub(crate) fn new(registry: Registry) -> prometheus::Result<Self> {
+    /// Creates the metrics and registers them, with the process collector, in
+    /// `registry`; the shutdown duration is read from `clock` at each gathering.
+    pub(crate) fn new(registry: Registry, clock: Arc<ShutdownClock>) -> prometheus::Result<Self> {
         let metrics = Self {
             active_requests: IntGauge::new(
                 "http_server_active_requests",
@@ -74,10 +78,6 @@ impl Metrics {
                 "lameduck_shutdown_phase",
                 "Shutdown phase: 0 serving, 1 draining, 2 closing, 3 done, 4 forced.",
             )?,
-            shutdown_duration: Gauge::with_opts(Opts::new(
-                "lameduck_shutdown_duration_seconds",
-                "Seconds since the shutdown signal; frozen when shutdown ends, 0 before.",
-            ))?,
             aborted: IntCounter::new(
                 "lameduck_shutdown_aborted_requests_total",
                 "Requests cut off by a forced shutdown.",
@@ -89,7 +89,13 @@ impl Metrics {
         r.register(Box::new(metrics.open_connections.clone()))?;
         r.register(Box::new(metrics.durations.clone()))?;
         r.register(Box::new(metrics.shutdown_phase.clone()))?;
-        r.register(Box::new(metrics.shutdown_duration.clone()))?;
+        r.register(Box::new(ShutdownDuration {
+            gauge: Gauge::new(
+                "lameduck_shutdown_duration_seconds",
+                "Seconds since the shutdown signal; frozen when shutdown ends, 0 before.",
+            )?,
+            clock,
+        }))?;
         r.register(Box::new(metrics.aborted.clone()))?;
         register_process_collector(r)?;
         Ok(metrics)
@@ -128,6 +134,25 @@ impl Metrics {
     }
 }
 
+/// `lameduck_shutdown_duration_seconds`, computed whenever it is gathered so
+/// that it grows live for every scraper of the registry.
+#[derive(Debug)]
+struct ShutdownDuration {
+    gauge: Gauge,
+    clock: Arc<ShutdownClock>,
+}
+
+impl Collector for ShutdownDuration {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.gauge.set(self.clock.elapsed().as_secs_f64());
+        self.gauge.collect()
+    }
+}
+
 /// `process_*` metrics, unless the embedding program registered them already.
 fn register_process_collector(registry: &Registry) -> prometheus::Result<()> {
     #[cfg(target_os = "linux")]
@@ -156,7 +181,7 @@ mod tests {
 
     #[test]
     fn observe_counts_by_method_and_code() {
-        let metrics = Metrics::new(Registry::new()).unwrap();
+        let metrics = Metrics::new(Registry::new(), Arc::default()).unwrap();
         metrics.observe(method_index(&Method::GET), StatusCode::OK, 0.01);
         metrics.observe(method_index(&Method::GET), StatusCode::OK, 0.02);
         metrics.observe(
@@ -182,7 +207,7 @@ mod tests {
         let registry = Registry::new();
         let collector = prometheus::process_collector::ProcessCollector::for_self();
         registry.register(Box::new(collector)).unwrap();
-        Metrics::new(registry.clone()).unwrap();
+        Metrics::new(registry.clone(), Arc::default()).unwrap();
         let names: Vec<_> = registry
             .gather()
             .iter()

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
 use crate::metrics::Metrics;
-use crate::shutdown::{self, Lifecycle, Phase, ShutdownReport};
+use crate::shutdown::{self, Lifecycle, ShutdownClock, ShutdownReport};
 use crate::{BoxError, Config, Error, admin, conn};
 
 /// Serves an application with lameduck's listeners, probes, metrics and
@@ -113,26 +113,34 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let metrics = Metrics::new(self.registry)?;
-        let shared = Arc::new(Shared::new(self.config, metrics));
+        let clock = Arc::new(ShutdownClock::default());
+        let metrics = Metrics::new(self.registry, Arc::clone(&clock))?;
+        let shared = Arc::new(Shared::new(self.config, metrics, clock));
         let connections = TaskTracker::new();
         let cut = CancellationToken::new();
         let admin_stop = CancellationToken::new();
 
         log_listening(&app, &admin);
         let admin_task = tokio::spawn(admin::serve(admin, Arc::clone(&shared), admin_stop.clone()));
-        connections.spawn(accept(
+        let stop_accepting = CancellationToken::new();
+        let acceptor = tokio::spawn(accept(
             app,
             service,
             Arc::clone(&shared),
             connections.clone(),
             cut.clone(),
+            stop_accepting.clone(),
         ));
+        let close_listener = async move {
+            stop_accepting.cancel();
+            let _ = acceptor.await;
+        };
 
         let force = self
             .force
             .unwrap_or_else(|| Box::pin(std::future::pending()));
-        let report = shutdown::run(&shared, shutdown, force, &connections, &cut).await;
+        let report =
+            shutdown::run(&shared, shutdown, force, close_listener, &connections, &cut).await;
 
         admin_stop.cancel();
         let _ = admin_task.await;
@@ -159,7 +167,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, metrics: Metrics) -> Self {
+    pub(crate) fn new(config: Config, metrics: Metrics, clock: Arc<ShutdownClock>) -> Self {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
@@ -167,7 +175,7 @@ impl Shared {
         h2.timer(TokioTimer::new());
         Self {
             config,
-            lifecycle: Lifecycle::new(),
+            lifecycle: Lifecycle::new(clock),
             metrics,
             h1,
             h2,
@@ -181,14 +189,15 @@ impl Shared {
     }
 }
 
-/// Accepts application connections until the server starts closing, then
-/// drops the listener, so that new connections are refused.
+/// Accepts application connections until `stop`, then drops the listener, so
+/// that new connections are refused.
 async fn accept<S, B>(
     listener: TcpListener,
     service: S,
     shared: Arc<Shared>,
     connections: TaskTracker,
     cut: CancellationToken,
+    stop: CancellationToken,
 ) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
         + Clone
@@ -203,15 +212,10 @@ async fn accept<S, B>(
 {
     // Beyond the limit, connections wait in the kernel's backlog.
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-    let mut phase = shared.lifecycle.subscribe();
-    let mut closing = pin!(async move {
-        let _ = phase.wait_for(|p| *p >= Phase::Closing).await;
-    });
     loop {
         let permit = tokio::select! {
             biased;
-            () = &mut closing => break,
-            () = cut.cancelled() => break,
+            () = stop.cancelled() => break,
             permit = Arc::clone(&limit).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
@@ -219,8 +223,7 @@ async fn accept<S, B>(
         };
         let stream = tokio::select! {
             biased;
-            () = &mut closing => break,
-            () = cut.cancelled() => break,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(error) if is_connection_error(&error) => continue,

@@ -8,8 +8,8 @@
 //! ```
 
 use std::future::Future;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -86,6 +86,25 @@ impl ShutdownReport {
     }
 }
 
+/// Time since the shutdown signal: 0 before it, growing during the
+/// shutdown, frozen once it ended. Shared with the metrics, which read it
+/// whenever they are gathered.
+#[derive(Debug, Default)]
+pub(crate) struct ShutdownClock {
+    signalled_at: OnceLock<Instant>,
+    final_duration: OnceLock<Duration>,
+}
+
+impl ShutdownClock {
+    pub(crate) fn elapsed(&self) -> Duration {
+        match (self.final_duration.get(), self.signalled_at.get()) {
+            (Some(frozen), _) => *frozen,
+            (None, Some(at)) => at.elapsed(),
+            (None, None) => Duration::ZERO,
+        }
+    }
+}
+
 /// The current phase and the shutdown clock, shared by every task of a server.
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
@@ -93,17 +112,15 @@ pub(crate) struct Lifecycle {
     // watch channel wakes the tasks that wait for a change.
     phase: AtomicU8,
     changes: watch::Sender<Phase>,
-    signalled_at: OnceLock<Instant>,
-    final_duration: OnceLock<Duration>,
+    pub(crate) clock: Arc<ShutdownClock>,
 }
 
 impl Lifecycle {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(clock: Arc<ShutdownClock>) -> Self {
         Self {
             phase: AtomicU8::new(Phase::Serving as u8),
             changes: watch::Sender::new(Phase::Serving),
-            signalled_at: OnceLock::new(),
-            final_duration: OnceLock::new(),
+            clock,
         }
     }
 
@@ -115,23 +132,13 @@ impl Lifecycle {
         self.changes.subscribe()
     }
 
-    /// Seconds since the shutdown signal: 0 before it, growing during the
-    /// shutdown, frozen once it ended.
-    pub(crate) fn shutdown_elapsed(&self) -> Duration {
-        match (self.final_duration.get(), self.signalled_at.get()) {
-            (Some(frozen), _) => *frozen,
-            (None, Some(at)) => at.elapsed(),
-            (None, None) => Duration::ZERO,
-        }
-    }
-
     fn enter(&self, shared: &Shared, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
         shared.metrics.shutdown_phase.set(phase as i64);
         self.changes.send_replace(phase);
         info!(
             phase = phase.as_str(),
-            elapsed_ms = millis(self.shutdown_elapsed()),
+            elapsed_ms = millis(self.clock.elapsed()),
             "shutdown phase changed"
         );
     }
@@ -139,12 +146,14 @@ impl Lifecycle {
 
 /// Drives one shutdown from the signal to its end.
 ///
-/// `connections` tracks the accept loop and every application connection;
+/// `close_listener` stops accepting and completes once the application
+/// listener is closed; `connections` tracks every application connection;
 /// `cut` drops them when the shutdown is forced.
 pub(crate) async fn run(
     shared: &Shared,
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
+    close_listener: impl Future<Output = ()>,
     connections: &TaskTracker,
     cut: &CancellationToken,
 ) -> ShutdownReport {
@@ -157,7 +166,7 @@ pub(crate) async fn run(
         () = shutdown => false,
         () = &mut force => true,
     };
-    let _ = lifecycle.signalled_at.set(Instant::now());
+    let _ = lifecycle.clock.signalled_at.set(Instant::now());
     let completed_before = shared.metrics.requests_completed();
     lifecycle.enter(shared, Phase::Draining);
 
@@ -168,6 +177,9 @@ pub(crate) async fn run(
                 () = tokio::time::sleep(config.drain_delay) => false,
                 () = &mut force => true,
             });
+    // Internal: closed before Closing is announced, so that anyone who saw
+    // the phase change (a log line, a scrape) sees refused connections.
+    close_listener.await;
     let forced = forced || {
         lifecycle.enter(shared, Phase::Closing);
         connections.close();
@@ -194,8 +206,8 @@ pub(crate) async fn run(
         0
     };
 
-    let duration = lifecycle.shutdown_elapsed();
-    let _ = lifecycle.final_duration.set(duration);
+    let duration = lifecycle.clock.elapsed();
+    let _ = lifecycle.clock.final_duration.set(duration);
     let outcome = if forced { Phase::Forced } else { Phase::Done };
     lifecycle.enter(shared, outcome);
     let report = ShutdownReport {
@@ -256,16 +268,13 @@ mod tests {
 
     #[test]
     fn elapsed_is_zero_before_the_signal_and_frozen_after() {
-        let lifecycle = Lifecycle::new();
-        assert_eq!(lifecycle.shutdown_elapsed(), Duration::ZERO);
-        lifecycle.signalled_at.set(Instant::now()).unwrap();
+        let clock = ShutdownClock::default();
+        assert_eq!(clock.elapsed(), Duration::ZERO);
+        clock.signalled_at.set(Instant::now()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert!(lifecycle.shutdown_elapsed() >= Duration::from_millis(5));
-        lifecycle
-            .final_duration
-            .set(Duration::from_millis(7))
-            .unwrap();
+        assert!(clock.elapsed() >= Duration::from_millis(5));
+        clock.final_duration.set(Duration::from_millis(7)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(lifecycle.shutdown_elapsed(), Duration::from_millis(7));
+        assert_eq!(clock.elapsed(), Duration::from_millis(7));
     }
 }

@@ -34,8 +34,9 @@ pub(crate) struct ConnState {
     last_active: AtomicU64,
     /// Bytes arrived that no request has claimed yet: a request is on its way.
     request_arriving: AtomicBool,
-    /// Wakes the connection task when its last request finishes during shutdown.
-    pub(crate) went_idle: Notify,
+    /// Wakes the connection task, during shutdown, when a request starts or
+    /// the last one finishes.
+    pub(crate) requests_changed: Notify,
 }
 
 impl ConnState {
@@ -46,7 +47,7 @@ impl ConnState {
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(now),
             request_arriving: AtomicBool::new(false),
-            went_idle: Notify::new(),
+            requests_changed: Notify::new(),
         }
     }
 
@@ -63,10 +64,15 @@ impl ConnState {
         self.request_arriving.load(Ordering::Relaxed)
     }
 
+    /// Whether a request is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     /// How long the connection has been idle at `now`; `None` while a request
     /// is in flight.
     pub(crate) fn idle_for(&self, now: Instant) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        if self.busy() {
             return None;
         }
         let now = self.shared.nanos_since_epoch(now);
@@ -192,6 +198,9 @@ impl RequestGuard {
         conn.in_flight.fetch_add(1, Ordering::AcqRel);
         conn.request_arriving.store(false, Ordering::Relaxed);
         conn.shared.metrics.active_requests.inc();
+        if conn.shared.lifecycle.phase() >= Phase::Draining {
+            conn.requests_changed.notify_one();
+        }
         Self {
             conn: Arc::clone(conn),
             started: Instant::now(),
@@ -217,7 +226,7 @@ impl Drop for RequestGuard {
         self.conn.request_arriving.store(false, Ordering::Relaxed);
         let was_last = self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
         if was_last && shared.lifecycle.phase() >= Phase::Closing {
-            self.conn.went_idle.notify_one();
+            self.conn.requests_changed.notify_one();
         }
     }
 }

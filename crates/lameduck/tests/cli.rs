@@ -1,0 +1,170 @@
+//! The command line and the demo routes: exit codes, one-line errors.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Conn, Lameduck, run};
+
+fn stderr_line(stderr: &str) -> &str {
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    stderr.trim_end()
+}
+
+#[test]
+fn bad_flag_values_exit_2_with_one_line_naming_the_flag() {
+    for (args, flag) in [
+        (&["--drain-delay", "abc"][..], "--drain-delay"),
+        (
+            &["serve", "--shutdown-timeout", "-1s"][..],
+            "--shutdown-timeout",
+        ),
+        (&["--idle-grace", "2 fortnights"][..], "--idle-grace"),
+        (
+            &["--header-read-timeout", "0s"][..],
+            "--header-read-timeout",
+        ),
+        (&["--max-connections", "0"][..], "--max-connections"),
+        (&["--max-connections", "many"][..], "--max-connections"),
+        (&["--listen", "localhost"][..], "--listen"),
+        (&["--admin-listen", "1.2.3.4"][..], "--admin-listen"),
+        (&["--log-format", "xml"][..], "--log-format"),
+        (&["--no-such-flag"][..], "--no-such-flag"),
+        (&["sleep", "soon"][..], "soon"),
+        (&["sleep"][..], "<DURATION>"),
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        let line = stderr_line(&stderr);
+        assert!(line.contains(flag), "{args:?}: {line}");
+        assert!(line.starts_with("error: "), "{line}");
+    }
+}
+
+#[test]
+fn bad_environment_values_name_the_flag_too() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .env("LAMEDUCK_DRAIN_DELAY", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr_line(&stderr).contains("--drain-delay"), "{stderr}");
+}
+
+#[test]
+fn environment_sets_flags() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("LAMEDUCK_LOG_FORMAT", "json")
+        .env("LAMEDUCK_DRAIN_DELAY", "1500ms")
+        // An invalid limit proves the variable is read before anything starts.
+        .env("LAMEDUCK_MAX_CONNECTIONS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-connections"));
+}
+
+#[test]
+fn invalid_rust_log_exits_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .env("RUST_LOG", "lameduck=loud")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr_line(&stderr).contains("RUST_LOG"), "{stderr}");
+}
+
+#[test]
+fn busy_port_exits_1_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (flag, other) in [
+        ("--listen", "--admin-listen"),
+        ("--admin-listen", "--listen"),
+    ] {
+        let (code, stderr) = run(&[flag, &addr, other, "127.0.0.1:0"]);
+        assert_eq!(code, 1, "{stderr}");
+        let line = stderr_line(&stderr);
+        assert!(line.contains(&addr) && line.contains(flag), "{line}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for flag in ["--help", "--version"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        assert!(!output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn sleep_sleeps_then_exits_0() {
+    let started = Instant::now();
+    let (code, stderr) = run(&["sleep", "300ms"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn demo_routes() {
+    let server = Lameduck::start(&[]);
+    let mut conn = Conn::connect(server.app).unwrap();
+    let root = conn.get("/").unwrap();
+    assert_eq!(
+        (root.status, root.body.as_slice()),
+        (200, &b"test-replica"[..])
+    );
+    assert_eq!(
+        root.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    for (path, status) in [
+        ("/work?ms=0", 200),
+        ("/work?ms=5", 200),
+        ("/work", 200),
+        ("/work?ms=abc", 400),
+        ("/work?ms=60001", 400),
+        ("/work?ms=-5", 400),
+        ("/nope", 404),
+        ("/work/", 404),
+    ] {
+        assert_eq!(conn.get(path).unwrap().status, status, "{path}");
+    }
+    conn.send_raw(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let post = conn.recv().unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    assert_eq!(server.admin_get("/nope").status, 404);
+}
+
+#[test]
+fn probe_exits_0_on_2xx_and_1_otherwise() {
+    let server = Lameduck::start(&[]);
+    let ok = format!("http://{}/", server.app);
+    let missing = format!("http://{}/nope", server.app);
+    let readyz = format!("http://{}/readyz", server.admin);
+    assert_eq!(run(&["probe", &ok]).0, 0);
+    assert_eq!(run(&["probe", &readyz]).0, 0);
+    let (code, stderr) = run(&["probe", &missing]);
+    assert_eq!(code, 1);
+    assert!(stderr_line(&stderr).contains("404"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, stderr) = run(&["probe", "--timeout", "2s", &nobody]);
+    assert_eq!(code, 1);
+    stderr_line(&stderr);
+    let (code, stderr) = run(&["probe", "ftp://example/"]);
+    assert_eq!(code, 1);
+    assert!(stderr_line(&stderr).contains("invalid URL"), "{stderr}");
+}

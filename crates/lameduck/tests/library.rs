@@ -1,0 +1,173 @@
+//! The library API in-process: an axum `Router` served with the same
+//! shutdown, a caller-supplied registry, and the report `serve` returns.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use common::{Conn, Metrics, PATIENCE};
+use lameduck::{Config, Phase, Server, ShutdownReport, from_tower};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { "axum\n" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                "slow\n"
+            }),
+        )
+        .route(
+            "/stuck",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "never\n"
+            }),
+        )
+}
+
+struct Running {
+    app: std::net::SocketAddr,
+    registry: Registry,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<ShutdownReport, lameduck::Error>>,
+}
+
+async fn start(server: Server) -> Running {
+    let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = app_listener.local_addr().unwrap();
+    let registry = Registry::new();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.with_registry(registry.clone()).serve(
+        app_listener,
+        admin,
+        from_tower(router()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        app,
+        registry,
+        stop,
+        served,
+    }
+}
+
+fn metrics(registry: &Registry) -> Metrics {
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    Metrics(String::from_utf8(text).unwrap())
+}
+
+async fn wait_active(registry: &Registry, n: f64) {
+    tokio::time::timeout(PATIENCE, async {
+        while metrics(registry).value("http_server_active_requests") != Some(n) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("requests never became active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_router_gets_the_same_graceful_shutdown() {
+    let running = start(Server::new(Config::default())).await;
+    let addr = running.app;
+    let client = tokio::task::spawn_blocking(move || {
+        let mut conn = Conn::connect(addr).unwrap();
+        let first = conn.get("/").unwrap();
+        let slow = conn.get("/slow").unwrap();
+        (first, slow, conn.closed_within(PATIENCE))
+    });
+    wait_active(&running.registry, 1.0).await;
+    running.stop.send(()).unwrap();
+
+    let (first, slow, closed) = client.await.unwrap();
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"axum\n"[..]));
+    assert!(!first.says_close());
+    assert_eq!(slow.status, 200);
+    assert!(slow.says_close(), "{slow:?}");
+    assert!(closed);
+
+    let report = running.served.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Phase::Done);
+    assert!(!report.is_forced());
+    assert_eq!((report.completed, report.aborted), (1, 0));
+    let after = metrics(&running.registry);
+    assert_eq!(after.get("lameduck_shutdown_phase"), 3.0);
+    assert_eq!(
+        after.get("lameduck_shutdown_duration_seconds"),
+        report.duration.as_secs_f64()
+    );
+    assert_eq!(
+        after.get(r#"http_server_request_duration_seconds_count{code="200",method="GET"}"#),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_shutdown_counts_aborted_requests() {
+    let mut config = Config::default();
+    config.shutdown_timeout = Duration::from_millis(200);
+    let running = start(Server::new(config)).await;
+    let addr = running.app;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::task::spawn_blocking(move || Conn::connect(addr).unwrap().get("/stuck").is_err())
+        })
+        .collect();
+    wait_active(&running.registry, 2.0).await;
+    running.stop.send(()).unwrap();
+
+    let report = running.served.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Phase::Forced);
+    assert_eq!(report.aborted, 2);
+    for client in clients {
+        assert!(client.await.unwrap(), "a cut-off request got a response");
+    }
+    let after = metrics(&running.registry);
+    assert_eq!(after.get("lameduck_shutdown_aborted_requests_total"), 2.0);
+    assert_eq!(after.get("lameduck_shutdown_phase"), 4.0);
+}
+
+#[tokio::test]
+async fn force_before_shutdown_stops_at_once() {
+    let running = start(Server::new(Config::default()).force_on(async {})).await;
+    let report = tokio::time::timeout(PATIENCE, running.served)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Phase::Forced);
+    assert_eq!(report.aborted, 0);
+    drop(running.stop);
+}
+
+#[tokio::test]
+async fn two_servers_cannot_share_one_registry() {
+    let registry = Registry::new();
+    let serve = |registry: Registry| async move {
+        let listener = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+        Server::new(Config::default())
+            .with_registry(registry)
+            .serve(
+                listener().await,
+                listener().await,
+                from_tower(router()),
+                async {},
+            )
+            .await
+    };
+    serve(registry.clone()).await.unwrap();
+    let error = serve(registry).await.unwrap_err();
+    assert!(matches!(error, lameduck::Error::Metrics(_)), "{error}");
+}
