@@ -15,9 +15,10 @@ run *ARGS:
 setup:
     scripts/setup-debian
 
-# Run every check CI runs: formatting, lints, unit and integration tests.
+# Run every check CI runs: formatting, lints, unit, integration and doc tests.
 test: setup fmt-check lint
     cargo test --workspace --all-targets --locked
+    cargo test --workspace --doc --locked
 
 # Format the Rust code.
 fmt:
