@@ -15,8 +15,8 @@ run *ARGS:
 setup:
     scripts/setup-debian
 
-# Run every check CI runs: formatting, lints, unit and integration tests.
-test: setup fmt-check lint
+# Run every check CI runs: formatting, lints, chart checks, unit and integration tests.
+test: setup fmt-check lint chart-test
     cargo test --workspace --all-targets --locked
 
 # Format the Rust code.
@@ -30,3 +30,11 @@ fmt-check:
 # Clippy over every target, warnings are errors.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Check the chart, deploy/ and the Dockerfile: lint, render, strict validation, semantics, hadolint.
+chart-test:
+    python3 scripts/chart_check.py
+
+# Re-render deploy/manifests/lameduck.yaml from the chart's default values.
+generate:
+    python3 scripts/chart_check.py generate
