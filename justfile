@@ -2,6 +2,15 @@
 # Run `scripts/just` (or `just`, if installed) to list the recipes.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Only evaluate the variables a recipe uses (the image tag asks git).
+set lazy
+
+# Image repository for `image`, `kind-load` and `deploy` (override with IMAGE_REPO).
+image_repo := env("IMAGE_REPO", "ghcr.io/lameduck-rs/lameduck")
+# The commit, plus -dirty when the work tree has changes, so every build has its own tag.
+image_tag := `echo "$(git rev-parse --short HEAD)$([ -z "$(git status --porcelain)" ] || echo -dirty)"`
+version := `sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1`
+kind_cluster := env("KIND_CLUSTER", "lameduck")
 
 # List the recipes.
 default:
@@ -15,8 +24,8 @@ run *ARGS:
 setup:
     scripts/setup-debian
 
-# Run every check CI runs: formatting, lints, unit, integration and doc tests.
-test: setup fmt-check lint
+# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests.
+test: setup fmt-check lint chart-test
     cargo test --workspace --all-targets --locked
     cargo test --workspace --doc --locked
 
@@ -31,3 +40,32 @@ fmt-check:
 # Clippy over every target, warnings are errors.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Check the chart, deploy/ and the Dockerfile: lint, render, strict validation, semantics, hadolint.
+chart-test:
+    python3 scripts/chart_check.py
+
+# Re-render deploy/manifests/lameduck.yaml from the chart's default values.
+generate:
+    python3 scripts/chart_check.py generate
+
+# Build the container image, tagged with the git commit (plus -dirty for uncommitted changes).
+image:
+    docker build --tag {{image_repo}}:{{image_tag}} --build-arg VERSION={{version}} --build-arg REVISION={{image_tag}} .
+    @echo "built {{image_repo}}:{{image_tag}}"
+
+# Create the local kind cluster (one control plane, two workers) unless it exists.
+kind-up:
+    kind get kubeconfig --name {{kind_cluster}} >/dev/null 2>&1 || kind create cluster --name {{kind_cluster}} --config deploy/kind/cluster.yaml
+
+# Build the image and load it into the kind cluster's nodes.
+kind-load: image
+    kind load docker-image {{image_repo}}:{{image_tag}} --name {{kind_cluster}}
+
+# Install or upgrade the chart in kind with the image just built, and wait until it is ready.
+deploy: kind-up kind-load
+    helm upgrade --install lameduck charts/lameduck --kube-context kind-{{kind_cluster}} --namespace default --set-string image.repository={{image_repo}} --set-string image.tag={{image_tag}} --wait --timeout 5m
+
+# Install the minimal Prometheus of deploy/prometheus into the kind cluster.
+kind-prometheus: kind-up
+    kubectl --context kind-{{kind_cluster}} apply -f deploy/prometheus/
