@@ -27,16 +27,11 @@ pub(crate) struct Shared {
     pub(crate) mix: Mix,
     pub(crate) recorder: Recorder,
     pub(crate) permits: Arc<Semaphore>,
-    /// No new requests: set by a stop request.
+    /// Schedule no more requests: set by a stop request.
     pub(crate) stop: CancellationToken,
-    /// Cut off requests in flight: set when the drain time runs out.
+    /// Cut off requests in flight and start no queued one: set when the
+    /// drain time runs out.
     pub(crate) abort: CancellationToken,
-}
-
-impl Shared {
-    pub(crate) fn no_new_requests(&self) -> bool {
-        self.stop.is_cancelled() || self.abort.is_cancelled()
-    }
 }
 
 /// A prepared run: the configuration is valid and the target resolved.
@@ -82,8 +77,9 @@ impl Handle {
             .progress(self.shared.stop.is_cancelled())
     }
 
-    /// Stops the run gracefully: no new requests; requests in flight finish
-    /// (within the drain timeout); then the report is made.
+    /// Stops the run gracefully: no more requests are scheduled; those
+    /// already dispatched (in flight, or waiting for a pooled connection)
+    /// finish within the drain timeout; then the report is made.
     pub fn stop(&self) {
         self.shared.stop.cancel();
     }

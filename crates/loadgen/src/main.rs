@@ -31,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
 
     let run = LoadGen::new(config).await?;
     let handle = run.handle();
+    // Before anything is announced, so that no signal can kill the process
+    // without a report.
+    let stop = stop_on_signals(handle.clone())?;
     let _control = match args.control_listen {
         Some(addr) => {
             let server = ControlServer::bind(addr, handle.clone()).await?;
@@ -40,10 +43,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let progress = args
-        .progress
-        .then(|| tokio::spawn(print_progress(handle.clone())));
-    let stop = stop_on_signals(handle)?;
+    let progress = args.progress.then(|| tokio::spawn(print_progress(handle)));
 
     let report = run.run(stop).await?;
     if let Some(task) = progress {

@@ -29,7 +29,8 @@ pub struct Report {
     pub scheduled: u64,
     /// Requests started (connect or send begun); each has one outcome.
     pub sent: u64,
-    /// Scheduled but never started, because a stop came first.
+    /// Dispatched but never started: still waiting for a pooled connection
+    /// when the drain time ran out.
     pub not_started: u64,
     /// Started later than `late_after_ms` after their slot (they still count
     /// in `sent` and have an outcome).

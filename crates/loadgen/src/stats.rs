@@ -272,7 +272,7 @@ impl Recorder {
             sent: s.sent,
             not_started: s.not_started,
             late_start: s.late_start,
-            max_start_delay_ms: s.max_start_delay.as_secs_f64() * 1000.0,
+            max_start_delay_ms: micros_as_ms(s.max_start_delay.as_micros() as f64),
             failures: s.outcomes.failures(),
             outcomes: s.outcomes.clone(),
             connections: s.connections.clone(),
@@ -340,14 +340,19 @@ fn status_message(r: &crate::outcome::Response) -> String {
     }
 }
 
+/// Milliseconds with microsecond resolution, without binary noise digits.
+fn micros_as_ms(us: f64) -> f64 {
+    us.round() / 1000.0
+}
+
 fn summary(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
     }
-    let ms = |us: u64| us as f64 / 1000.0;
+    let ms = |us: u64| micros_as_ms(us as f64);
     Latency {
         count: h.len(),
-        mean_ms: h.mean() / 1000.0,
+        mean_ms: micros_as_ms(h.mean()),
         p50_ms: ms(h.value_at_quantile(0.50)),
         p90_ms: ms(h.value_at_quantile(0.90)),
         p99_ms: ms(h.value_at_quantile(0.99)),

@@ -34,7 +34,7 @@ pub(crate) async fn keepalive_worker(shared: Arc<Shared>, queue: Queue) {
     loop {
         let job = queue.lock().await.recv().await;
         let Some(job) = job else { return };
-        if shared.no_new_requests() {
+        if shared.abort.is_cancelled() {
             shared.recorder.not_started();
             continue;
         }
@@ -84,7 +84,7 @@ async fn keepalive_once(
 /// Runs one request on a connection of its own, which it asks the server to
 /// close after the response.
 pub(crate) async fn fresh_request(shared: Arc<Shared>, job: Job) {
-    if shared.no_new_requests() {
+    if shared.abort.is_cancelled() {
         shared.recorder.not_started();
         return;
     }
