@@ -147,8 +147,9 @@ impl Outcomes {
 pub struct Connections {
     /// TCP connections established.
     pub opened: u64,
-    /// Responses that carried `Connection: close` (the next request on that
-    /// pooled slot opens a new connection; not a failure).
+    /// Responses on pooled connections that carried `Connection: close` (the
+    /// next request on that slot opens a new connection; not a failure).
+    /// Fresh requests ask for the close themselves and are not counted.
     pub close_responses: u64,
     /// Pooled connections found closed by the server while idle, before a
     /// request was handed to them (replaced; not a failure).

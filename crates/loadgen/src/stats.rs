@@ -187,7 +187,9 @@ impl Recorder {
         if let Outcome::Response(r) = outcome {
             route.latency.saturating_record(latency_us);
             s.latency.saturating_record(latency_us);
-            s.connections.close_responses += u64::from(r.close);
+            // Fresh requests ask for the close themselves; only the server's
+            // own decision to end a pooled connection is of interest.
+            s.connections.close_responses += u64::from(r.close && plan.mode == Mode::Keepalive);
         }
         if let Some(name) = &replica {
             bump(&mut s.served_by, name);
@@ -408,7 +410,12 @@ mod tests {
         );
         let t2 = t0 + Duration::from_millis(2500);
         r.started(&root, t2, t2);
-        r.ended(&root, t2, t2 + Duration::from_millis(7), &ok("pod-b"), true);
+        let closing = Outcome::Response(Response {
+            status: StatusCode::OK,
+            close: true,
+            body: Bytes::from_static(b"pod-b"),
+        });
+        r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
         let rep = r.report(
             &Config::new("t:1"),
             "1.2.3.4:1".into(),
@@ -429,6 +436,7 @@ mod tests {
         assert_eq!(rep.latency.count, 2);
         assert!((rep.latency.max_ms - 7.0).abs() < 0.01, "{:?}", rep.latency);
         assert_eq!(rep.routes.root.sent, 2);
+        assert_eq!(rep.connections.close_responses, 1);
         assert_eq!(rep.modes.keepalive.outcomes.ok, 2);
         assert_eq!(rep.sent, rep.outcomes.total());
     }
@@ -462,7 +470,10 @@ mod tests {
         assert_eq!(rep.errors[0].status, Some(503));
         assert_eq!(rep.errors[1].kind, Kind::Reset);
         assert!(rep.errors[1].reused_connection);
-        assert_eq!(rep.connections.close_responses, 1);
+        assert_eq!(
+            rep.connections.close_responses, 0,
+            "a fresh request asked for it"
+        );
         // Only responses have a latency.
         assert_eq!(rep.latency.count, 1);
         assert_eq!(rep.served_by.len(), 0);

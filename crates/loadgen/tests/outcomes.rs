@@ -78,6 +78,8 @@ async fn ok_responses_are_counted_per_replica_route_and_mode() {
         report.modes.fresh.sent
     );
     assert!(report.modes.fresh.sent > 0 && report.modes.keepalive.sent > 0);
+    // The server closed no pooled connection; fresh ones asked for it.
+    assert_eq!(report.connections.close_responses, 0);
     assert_eq!(Seen::get(&server.seen.requests), 60);
     let timeline_ok: u64 = report.timeline.iter().map(|s| s.outcomes.ok).sum();
     assert_eq!(timeline_ok, 60);
