@@ -94,7 +94,7 @@ impl Handle {
 
 impl LoadGen {
     /// Checks the configuration and resolves the target (once: the address
-    /// of a Service does not change during a run).
+    /// of a Service does not change during a run; IPv4 is preferred).
     pub async fn new(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let host = HeaderValue::from_str(&config.target)
@@ -103,10 +103,17 @@ impl LoadGen {
             target: config.target.clone(),
             source,
         };
-        let addr = tokio::net::lookup_host(config.target.as_str())
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(config.target.as_str())
             .await
             .map_err(resolve_err)?
-            .next()
+            .collect();
+        // `localhost` may list ::1 first while servers often listen on IPv4
+        // only; with one address for the whole run, prefer IPv4.
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
             .ok_or_else(|| resolve_err(std::io::Error::other("no address")))?;
         let shared = Shared {
             addr,

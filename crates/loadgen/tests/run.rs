@@ -241,3 +241,18 @@ async fn bad_configurations_are_refused_before_running() {
     .unwrap_err();
     assert!(matches!(err, loadgen::Error::Resolve { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn host_names_resolve_preferring_ipv4() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let run = LoadGen::new(Config {
+        max_requests: Some(3),
+        ..config(format!("localhost:{}", server.addr.port()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.target_addr(), server.addr);
+    let report = run.run(std::future::pending()).await.unwrap();
+    assert_eq!(report.outcomes.ok, 3);
+    assert_eq!(report.target_addr, server.addr.to_string());
+}
