@@ -1,0 +1,189 @@
+//! Command-line flags; every flag also reads `LOADGEN_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use humantime::Duration;
+use loadgen::{Config, MsRange};
+
+fn defaults() -> Config {
+    Config::new("")
+}
+
+/// Open-loop HTTP/1.1 load generator: sends GET / and GET /work?ms=N at a
+/// fixed rate and classifies every request's outcome; prints a JSON report.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Args {
+    /// Server address, host:port (e.g. a Service: lameduck.default.svc:80).
+    #[arg(long, env = "LOADGEN_TARGET")]
+    pub(crate) target: String,
+
+    /// Requests per second, started on schedule whatever the response times.
+    #[arg(long, env = "LOADGEN_RATE", default_value_t = defaults().rate)]
+    pub(crate) rate: f64,
+
+    /// Stop scheduling after this long (e.g. 30s, 5m). At least one of
+    /// --duration and --max-requests is required.
+    #[arg(
+        long,
+        env = "LOADGEN_DURATION",
+        required_unless_present = "max_requests"
+    )]
+    pub(crate) duration: Option<Duration>,
+
+    /// Stop scheduling after this many requests.
+    #[arg(long, env = "LOADGEN_MAX_REQUESTS")]
+    pub(crate) max_requests: Option<u64>,
+
+    /// Requests in flight (started or waiting for a keep-alive connection) at most.
+    #[arg(long, env = "LOADGEN_MAX_IN_FLIGHT", default_value_t = defaults().max_in_flight)]
+    pub(crate) max_in_flight: usize,
+
+    /// Whole-request timeout: connect, send, response head and body.
+    #[arg(long, env = "LOADGEN_TIMEOUT", default_value_t = defaults().timeout.into())]
+    pub(crate) timeout: Duration,
+
+    /// Fraction of requests that are GET /work?ms=N instead of GET /.
+    #[arg(long, env = "LOADGEN_SLOW_FRACTION", default_value_t = defaults().slow_fraction)]
+    pub(crate) slow_fraction: f64,
+
+    /// Milliseconds of slow requests: N or MIN-MAX (uniform).
+    #[arg(long, env = "LOADGEN_SLOW_MS", default_value_t = defaults().slow_ms)]
+    pub(crate) slow_ms: MsRange,
+
+    /// Pooled keep-alive connections, each reused until the server closes it
+    /// or answers with Connection: close.
+    #[arg(long, env = "LOADGEN_KEEPALIVE_CONNS", default_value_t = defaults().keepalive_conns)]
+    pub(crate) keepalive_conns: usize,
+
+    /// Fraction of requests sent on a fresh connection of their own.
+    #[arg(long, env = "LOADGEN_FRESH_FRACTION", default_value_t = defaults().fresh_fraction)]
+    pub(crate) fresh_fraction: f64,
+
+    /// A request starting later than this after its slot counts as late.
+    #[arg(long, env = "LOADGEN_LATE_AFTER", default_value_t = defaults().late_after.into())]
+    pub(crate) late_after: Duration,
+
+    /// After scheduling ends (or a stop), how long in-flight requests may
+    /// take before they are aborted and counted as such.
+    #[arg(long, env = "LOADGEN_DRAIN_TIMEOUT", default_value_t = defaults().drain_timeout.into())]
+    pub(crate) drain_timeout: Duration,
+
+    /// Failures whose error message the report keeps verbatim.
+    #[arg(long, env = "LOADGEN_ERROR_SAMPLES", default_value_t = defaults().error_samples)]
+    pub(crate) error_samples: usize,
+
+    /// Seed of the request mix.
+    #[arg(long, env = "LOADGEN_SEED", default_value_t = defaults().seed)]
+    pub(crate) seed: u64,
+
+    /// Write the report to this file instead of stdout.
+    #[arg(long, env = "LOADGEN_REPORT")]
+    pub(crate) report: Option<PathBuf>,
+
+    /// Indent the report (default: one line of JSON).
+    #[arg(long, env = "LOADGEN_PRETTY")]
+    pub(crate) pretty: bool,
+
+    /// Print a JSON progress line on stderr every second.
+    #[arg(long, env = "LOADGEN_PROGRESS")]
+    pub(crate) progress: bool,
+
+    /// Serve GET /progress and POST /stop on this address (port 0: any free
+    /// port; the address is printed on stderr as {"control_listen": ...}).
+    #[arg(long, env = "LOADGEN_CONTROL_LISTEN")]
+    pub(crate) control_listen: Option<SocketAddr>,
+}
+
+impl Args {
+    pub(crate) fn config(&self) -> Config {
+        Config {
+            target: self.target.clone(),
+            rate: self.rate,
+            duration: self.duration.map(Into::into),
+            max_requests: self.max_requests,
+            max_in_flight: self.max_in_flight,
+            timeout: self.timeout.into(),
+            slow_fraction: self.slow_fraction,
+            slow_ms: self.slow_ms,
+            keepalive_conns: self.keepalive_conns,
+            fresh_fraction: self.fresh_fraction,
+            late_after: self.late_after.into(),
+            drain_timeout: self.drain_timeout.into(),
+            error_samples: self.error_samples,
+            seed: self.seed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_library() {
+        let args = parse(&["--target", "svc:80", "--max-requests", "5"]).unwrap();
+        let want = Config {
+            max_requests: Some(5),
+            ..Config::new("svc:80")
+        };
+        assert_eq!(args.config(), want);
+    }
+
+    #[test]
+    fn parses_every_flag() {
+        let args = parse(&[
+            "--target=h:1",
+            "--rate=2500",
+            "--duration=1m",
+            "--max-in-flight=64",
+            "--timeout=750ms",
+            "--slow-fraction=0.5",
+            "--slow-ms=10-20",
+            "--keepalive-conns=4",
+            "--fresh-fraction=1",
+            "--late-after=5ms",
+            "--drain-timeout=2s",
+            "--error-samples=3",
+            "--seed=9",
+            "--report=/tmp/r.json",
+            "--pretty",
+            "--progress",
+            "--control-listen=127.0.0.1:0",
+        ])
+        .unwrap();
+        let c = args.config();
+        assert_eq!(c.rate, 2500.0);
+        assert_eq!(c.duration, Some(Duration::from_secs(60)));
+        assert_eq!(c.timeout, Duration::from_millis(750));
+        assert_eq!(c.slow_ms, MsRange { min: 10, max: 20 });
+        assert_eq!((c.keepalive_conns, c.fresh_fraction), (4, 1.0));
+        assert_eq!(c.drain_timeout, Duration::from_secs(2));
+        assert!(args.pretty && args.progress);
+        assert_eq!(args.control_listen, Some("127.0.0.1:0".parse().unwrap()));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn requires_target_and_a_bound() {
+        assert!(parse(&["--max-requests", "1"]).is_err());
+        assert!(parse(&["--target", "h:1"]).is_err());
+        assert!(parse(&["--target", "h:1", "--duration", "soon"]).is_err());
+        assert!(parse(&["--target", "h:1", "--duration", "1s", "--slow-ms", "9-1"]).is_err());
+    }
+}

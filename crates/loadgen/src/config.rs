@@ -1,0 +1,319 @@
+//! What a load run does: target, rate, bounds, request mix and connection modes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest `ms` the server accepts on `/work`.
+pub const MAX_WORK_MS: u64 = 60_000;
+
+/// Highest request rate accepted; beyond it the schedule's arithmetic is
+/// meaningless on one machine anyway.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The configuration of one run. It is echoed in the report, durations as
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `host:port` of the server (a Service address in a cluster).
+    pub target: String,
+    /// Requests per second, started on schedule whatever the response times.
+    pub rate: f64,
+    /// Stop scheduling after this long.
+    #[serde(rename = "duration_ms", with = "opt_ms")]
+    pub duration: Option<Duration>,
+    /// Stop scheduling after this many requests.
+    pub max_requests: Option<u64>,
+    /// Requests started or waiting for a keep-alive connection, at most.
+    pub max_in_flight: usize,
+    /// Whole-request timeout: connect, send, response head and body.
+    #[serde(rename = "timeout_ms", with = "ms")]
+    pub timeout: Duration,
+    /// Fraction of requests that are `GET /work?ms=…` instead of `GET /`.
+    pub slow_fraction: f64,
+    /// Range of `ms` for slow requests.
+    pub slow_ms: MsRange,
+    /// Pooled keep-alive connections (0: every request uses a fresh one).
+    pub keepalive_conns: usize,
+    /// Fraction of requests sent on a fresh connection of their own.
+    pub fresh_fraction: f64,
+    /// A request that starts later than this after its slot counts as late.
+    #[serde(rename = "late_after_ms", with = "ms")]
+    pub late_after: Duration,
+    /// After the last request is scheduled (or a stop), how long in-flight
+    /// requests may take before they are aborted.
+    #[serde(rename = "drain_timeout_ms", with = "ms")]
+    pub drain_timeout: Duration,
+    /// How many failures' error messages the report keeps verbatim.
+    pub error_samples: usize,
+    /// Seed of the request mix (which request is slow, which is fresh).
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with defaults and no bound; set `duration` or
+    /// `max_requests` before running.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            rate: 100.0,
+            duration: None,
+            max_requests: None,
+            max_in_flight: 512,
+            timeout: Duration::from_secs(10),
+            slow_fraction: 0.2,
+            slow_ms: MsRange { min: 50, max: 500 },
+            keepalive_conns: 16,
+            fresh_fraction: 0.25,
+            late_after: Duration::from_millis(20),
+            drain_timeout: Duration::from_secs(15),
+            error_samples: 20,
+            seed: 1,
+        }
+    }
+
+    /// Checks that the run is bounded and every value is in range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError(msg));
+        if self.target.is_empty() {
+            return bad("target must be host:port".into());
+        }
+        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+            return bad(format!(
+                "rate must be in (0, {MAX_RATE}], got {}",
+                self.rate
+            ));
+        }
+        if self.duration.is_none() && self.max_requests.is_none() {
+            return bad("set a duration or a maximum number of requests (or both)".into());
+        }
+        if self.max_requests == Some(0) || self.duration == Some(Duration::ZERO) {
+            return bad("duration and max requests must be positive".into());
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return bad(format!("max in-flight must be in 1..={MAX_IN_FLIGHT}"));
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be positive".into());
+        }
+        for (name, f) in [
+            ("slow fraction", self.slow_fraction),
+            ("fresh fraction", self.fresh_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return bad(format!("{name} must be in [0, 1], got {f}"));
+            }
+        }
+        if self.slow_ms.min > self.slow_ms.max || self.slow_ms.max > MAX_WORK_MS {
+            return bad(format!(
+                "slow ms range must satisfy min <= max <= {MAX_WORK_MS}, got {}",
+                self.slow_ms
+            ));
+        }
+        if self.keepalive_conns == 0 && self.fresh_fraction < 1.0 {
+            return bad(
+                "keep-alive requests need at least one keep-alive connection \
+                 (or set the fresh fraction to 1)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Highest in-flight bound accepted (it must fit a semaphore's `u32`).
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// An inclusive range of milliseconds, written `N` or `MIN-MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsRange {
+    /// Lower bound, inclusive.
+    pub min: u64,
+    /// Upper bound, inclusive.
+    pub max: u64,
+}
+
+impl fmt::Display for MsRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl FromStr for MsRange {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError(format!("not a millisecond range (N or MIN-MAX): {s:?}")))
+        };
+        let range = match s.split_once('-') {
+            Some((a, b)) => Self {
+                min: num(a)?,
+                max: num(b)?,
+            },
+            None => {
+                let n = num(s)?;
+                Self { min: n, max: n }
+            }
+        };
+        if range.min > range.max {
+            return Err(ConfigError(format!("range {s:?} has min > max")));
+        }
+        Ok(range)
+    }
+}
+
+/// Serde helper: `Duration` as whole milliseconds.
+mod ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde helper: `Option<Duration>` as whole milliseconds or null.
+mod opt_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::ms::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounded() -> Config {
+        Config {
+            max_requests: Some(10),
+            ..Config::new("127.0.0.1:1")
+        }
+    }
+
+    #[test]
+    fn defaults_need_a_bound() {
+        assert!(Config::new("x:1").validate().is_err());
+        assert_eq!(bounded().validate(), Ok(()));
+        let by_time = Config {
+            duration: Some(Duration::from_secs(1)),
+            ..Config::new("x:1")
+        };
+        assert_eq!(by_time.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_out_of_range_values() {
+        let cases = [
+            Config {
+                rate: 0.0,
+                ..bounded()
+            },
+            Config {
+                rate: f64::NAN,
+                ..bounded()
+            },
+            Config {
+                max_in_flight: 0,
+                ..bounded()
+            },
+            Config {
+                timeout: Duration::ZERO,
+                ..bounded()
+            },
+            Config {
+                slow_fraction: 1.5,
+                ..bounded()
+            },
+            Config {
+                fresh_fraction: -0.1,
+                ..bounded()
+            },
+            Config {
+                slow_ms: MsRange { min: 5, max: 1 },
+                ..bounded()
+            },
+            Config {
+                slow_ms: MsRange {
+                    min: 0,
+                    max: MAX_WORK_MS + 1,
+                },
+                ..bounded()
+            },
+            Config {
+                keepalive_conns: 0,
+                fresh_fraction: 0.5,
+                ..bounded()
+            },
+            Config {
+                max_requests: Some(0),
+                ..bounded()
+            },
+            Config {
+                target: String::new(),
+                ..bounded()
+            },
+        ];
+        for c in cases {
+            assert!(c.validate().is_err(), "accepted {c:?}");
+        }
+        let all_fresh = Config {
+            keepalive_conns: 0,
+            fresh_fraction: 1.0,
+            ..bounded()
+        };
+        assert_eq!(all_fresh.validate(), Ok(()));
+    }
+
+    #[test]
+    fn parses_ms_ranges() {
+        assert_eq!("7".parse(), Ok(MsRange { min: 7, max: 7 }));
+        assert_eq!("10-250".parse(), Ok(MsRange { min: 10, max: 250 }));
+        assert_eq!(" 1 - 2 ".parse(), Ok(MsRange { min: 1, max: 2 }));
+        assert!("5-1".parse::<MsRange>().is_err());
+        assert!("a-1".parse::<MsRange>().is_err());
+        assert!("-1".parse::<MsRange>().is_err());
+        assert_eq!(MsRange { min: 1, max: 9 }.to_string(), "1-9");
+    }
+
+    #[test]
+    fn echoes_durations_as_milliseconds() {
+        let c = Config {
+            duration: Some(Duration::from_millis(1500)),
+            ..bounded()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["duration_ms"], 1500);
+        assert_eq!(v["timeout_ms"], 10_000);
+        assert_eq!(v["slow_ms"]["max"], 500);
+        let back: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,205 @@
+//! A run from start to report: resolve, schedule, drain, account.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::error::Error;
+use crate::mix::Mix;
+use crate::report::{Progress, Report};
+use crate::scheduler;
+use crate::stats::Recorder;
+use crate::worker;
+
+/// State shared by the scheduler, the workers and the handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: HeaderValue,
+    pub(crate) mix: Mix,
+    pub(crate) recorder: Recorder,
+    pub(crate) permits: Arc<Semaphore>,
+    /// Schedule no more requests: set by a stop request.
+    pub(crate) stop: CancellationToken,
+    /// Cut off requests in flight and start no queued one: set when the
+    /// drain time runs out.
+    pub(crate) abort: CancellationToken,
+}
+
+/// A prepared run: the configuration is valid and the target resolved.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), loadgen::Error> {
+/// use std::time::Duration;
+/// let config = loadgen::Config {
+///     rate: 500.0,
+///     duration: Some(Duration::from_secs(10)),
+///     ..loadgen::Config::new("127.0.0.1:8080")
+/// };
+/// let run = loadgen::LoadGen::new(config).await?;
+/// let handle = run.handle(); // progress snapshots, stop from elsewhere
+/// let report = run.run(std::future::pending()).await?;
+/// assert_eq!(report.sent, report.outcomes.total());
+/// # drop(handle); Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LoadGen {
+    shared: Arc<Shared>,
+}
+
+/// Watches and steers a run from elsewhere; cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("target", &self.shared.config.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// A snapshot of the counters so far.
+    pub fn progress(&self) -> Progress {
+        self.shared
+            .recorder
+            .progress(self.shared.stop.is_cancelled())
+    }
+
+    /// Stops the run gracefully: no more requests are scheduled; those
+    /// already dispatched (in flight, or waiting for a pooled connection)
+    /// finish within the drain timeout; then the report is made.
+    pub fn stop(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Stops the run at once: requests in flight are cut off and counted as
+    /// aborted.
+    pub fn abort(&self) {
+        self.shared.stop.cancel();
+        self.shared.abort.cancel();
+    }
+}
+
+impl LoadGen {
+    /// Checks the configuration and resolves the target (once: the address
+    /// of a Service does not change during a run; IPv4 is preferred).
+    pub async fn new(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let host = HeaderValue::from_str(&config.target)
+            .map_err(|_| ConfigError(format!("target {:?} is not a valid host", config.target)))?;
+        let resolve_err = |source| Error::Resolve {
+            target: config.target.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(config.target.as_str())
+            .await
+            .map_err(resolve_err)?
+            .collect();
+        // `localhost` may list ::1 first while servers often listen on IPv4
+        // only; with one address for the whole run, prefer IPv4.
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| resolve_err(std::io::Error::other("no address")))?;
+        let shared = Shared {
+            addr,
+            host,
+            mix: Mix::new(&config),
+            recorder: Recorder::new(&config),
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            config,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// A handle for progress snapshots and stopping.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The address the target resolved to.
+    pub fn target_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Runs until a bound is reached or `stop` completes (or a handle stops
+    /// it), lets requests in flight finish, and reports.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<Report, Error> {
+        let shared = self.shared;
+        let config = &shared.config;
+        let start = shared.recorder.begin();
+
+        let (tx, rx) = mpsc::channel(config.max_in_flight);
+        let queue: worker::Queue = Arc::new(Mutex::new(rx));
+        let workers: Vec<_> = (0..config.keepalive_conns)
+            .map(|_| tokio::spawn(worker::keepalive_worker(shared.clone(), queue.clone())))
+            .collect();
+
+        let mut watcher = pin!(async {
+            stop.await;
+            shared.stop.cancel();
+            std::future::pending::<Infallible>().await
+        });
+        let (reason, scheduled) = tokio::select! {
+            res = scheduler::schedule(&shared, start, tx) => res,
+            never = &mut watcher => match never {},
+        };
+        tokio::select! {
+            () = drain(&shared) => {}
+            never = &mut watcher => match never {},
+        }
+        drop(queue);
+        for w in workers {
+            // A worker's panic is a bug; its requests are already accounted.
+            let _ = w.await;
+        }
+        Ok(shared
+            .recorder
+            .report(config, shared.addr.to_string(), reason, scheduled))
+    }
+}
+
+/// Waits until every dispatched request has ended or been dropped; past the
+/// drain timeout the rest are aborted (and counted so).
+async fn drain(shared: &Shared) {
+    let all = u32::try_from(shared.config.max_in_flight).expect("validated bound fits u32");
+    let wait_all = || async {
+        let _ = shared.permits.acquire_many(all).await;
+    };
+    if tokio::time::timeout(shared.config.drain_timeout, wait_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_timeout = ?shared.config.drain_timeout,
+            "requests still in flight at the end of the drain; aborting them"
+        );
+        shared.abort.cancel();
+        wait_all().await;
+    }
+}
+
+/// Runs `config` until a bound is reached or `stop` completes, and reports.
+pub async fn run(config: Config, stop: impl Future<Output = ()>) -> Result<Report, Error> {
+    LoadGen::new(config).await?.run(stop).await
+}

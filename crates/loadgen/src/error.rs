@@ -1,0 +1,32 @@
+//! The library's error type.
+
+use std::io;
+
+use crate::config::ConfigError;
+
+/// Why a load run could not start. Failed requests are never errors: they are
+/// counted in the [`Report`](crate::Report).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The target's host name did not resolve.
+    #[error("cannot resolve target {target}: {source}")]
+    Resolve {
+        /// The `host:port` as given.
+        target: String,
+        /// What the resolver said.
+        #[source]
+        source: io::Error,
+    },
+    /// The control endpoint could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,119 @@
+//! The `loadgen` binary: flags, signals, progress lines, report output.
+
+mod cli;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{CommandFactory, Parser};
+use loadgen::{ControlServer, Handle, LoadGen, Report};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Args;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .init();
+    let config = args.config();
+    if let Err(e) = config.validate() {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit();
+    }
+
+    let run = LoadGen::new(config).await?;
+    let handle = run.handle();
+    // Before anything is announced, so that no signal can kill the process
+    // without a report.
+    let stop = stop_on_signals(handle.clone())?;
+    let _control = match args.control_listen {
+        Some(addr) => {
+            let server = ControlServer::bind(addr, handle.clone()).await?;
+            let line = serde_json::json!({ "control_listen": server.local_addr().to_string() });
+            eprintln!("{line}");
+            Some(server)
+        }
+        None => None,
+    };
+    let progress = args.progress.then(|| tokio::spawn(print_progress(handle)));
+
+    let report = run.run(stop).await?;
+    if let Some(task) = progress {
+        task.abort();
+    }
+    eprintln!("{}", summary(&report));
+    write_report(&report, &args)
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one aborts what is
+/// still in flight, so an impatient operator gets the report at once.
+fn stop_on_signals(handle: Handle) -> anyhow::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received: stopping, in-flight requests may finish");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: aborting in-flight requests");
+            handle.abort();
+        });
+    })
+}
+
+async fn print_progress(handle: Handle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let line = serde_json::to_string(&handle.progress()).expect("progress serialises");
+        eprintln!("{line}");
+    }
+}
+
+fn summary(r: &Report) -> String {
+    format!(
+        "loadgen: {} sent in {:.1}s ({}), ok {}, failures {}, aborted {}, not started {}, late {}",
+        r.sent,
+        r.elapsed_ms as f64 / 1000.0,
+        serde_json::to_string(&r.stop_reason).unwrap_or_default(),
+        r.outcomes.ok,
+        r.failures,
+        r.outcomes.aborted,
+        r.not_started,
+        r.late_start,
+    )
+}
+
+fn write_report(report: &Report, args: &Args) -> anyhow::Result<()> {
+    let mut text = if args.pretty {
+        serde_json::to_string_pretty(report)?
+    } else {
+        report.to_json_line()
+    };
+    text.push('\n');
+    match &args.report {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("writing the report to {}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush().context("writing the report to stdout")
+        }
+    }
+}

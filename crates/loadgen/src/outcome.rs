@@ -1,0 +1,272 @@
+//! How one request ended, and the rules that classify errors.
+//!
+//! The rules are deliberately strict: once a request has been handed to a
+//! connection, anything but a complete response is a failure, whether or not
+//! the bytes reached the server. Nothing is retried.
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+/// Outcome kinds, as named in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A 2xx response.
+    Ok,
+    /// A complete response with another status.
+    Status,
+    /// The TCP connect was refused.
+    ConnectRefused,
+    /// The TCP connect failed otherwise.
+    ConnectError,
+    /// The connection was reset or closed before a complete response.
+    Reset,
+    /// The whole request took longer than the configured timeout.
+    Timeout,
+    /// Anything else, e.g. a malformed response.
+    Other,
+    /// Cut off by the load generator itself when its drain time ran out;
+    /// says nothing about the server but is reported, never hidden.
+    Aborted,
+}
+
+impl Kind {
+    /// Whether this kind counts as a failed request.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Kind::Ok | Kind::Aborted)
+    }
+}
+
+/// What the exchange was doing, for timeout messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connecting,
+    AwaitingResponse,
+    ReadingBody,
+}
+
+/// A complete response, reduced to what is accounted.
+#[derive(Debug, Clone)]
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
+    /// The server asked to close the connection.
+    pub(crate) close: bool,
+    /// The start of the body (enough for a replica name or an error page).
+    pub(crate) body: Bytes,
+}
+
+/// How one request ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Response(Response),
+    Failed { kind: Kind, message: String },
+}
+
+impl Outcome {
+    pub(crate) fn failed(kind: Kind, message: impl Into<String>) -> Self {
+        Outcome::Failed {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Outcome::Response(r) if r.status.is_success() => Kind::Ok,
+            Outcome::Response(_) => Kind::Status,
+            Outcome::Failed { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether the connection that carried this request may carry another.
+    pub(crate) fn keeps_connection(&self) -> bool {
+        matches!(self, Outcome::Response(r) if !r.close)
+    }
+}
+
+/// Classifies a failed TCP connect.
+pub(crate) fn connect_failure(err: &io::Error) -> Outcome {
+    let kind = if err.kind() == io::ErrorKind::ConnectionRefused {
+        Kind::ConnectRefused
+    } else {
+        Kind::ConnectError
+    };
+    Outcome::failed(kind, format!("connect: {}", chain(err)))
+}
+
+/// Classifies an error from sending a request or reading its response.
+pub(crate) fn exchange_failure(err: &hyper::Error) -> Outcome {
+    let kind = if err.is_parse() || err.is_parse_status() || err.is_user() {
+        Kind::Other
+    } else if err.is_incomplete_message()
+        || err.is_canceled()
+        || err.is_closed()
+        || has_io_source(err)
+    {
+        Kind::Reset
+    } else {
+        Kind::Other
+    };
+    Outcome::failed(kind, chain(err))
+}
+
+/// The message for a request that ran out of time.
+pub(crate) fn timeout_failure(timeout: Duration, phase: Phase) -> Outcome {
+    let doing = match phase {
+        Phase::Connecting => "connecting",
+        Phase::AwaitingResponse => "waiting for the response head",
+        Phase::ReadingBody => "reading the response body",
+    };
+    Outcome::failed(
+        Kind::Timeout,
+        format!("no complete response within {timeout:?} (timed out while {doing})"),
+    )
+}
+
+/// Whether the response asks to close the connection.
+pub(crate) fn has_close(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        })
+    })
+}
+
+/// An error and its causes, joined by `: `.
+pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut msg = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        // Some wrappers repeat their source's text.
+        if !msg.ends_with(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        cur = e.source();
+    }
+    msg
+}
+
+/// An I/O error below a hyper error means the connection itself broke.
+fn has_io_source(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        if e.is::<io::Error>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn response(status: u16, close: bool) -> Outcome {
+        Outcome::Response(Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            close,
+            body: Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn kinds_of_responses() {
+        assert_eq!(response(200, false).kind(), Kind::Ok);
+        assert_eq!(response(204, false).kind(), Kind::Ok);
+        assert_eq!(response(302, false).kind(), Kind::Status);
+        assert_eq!(response(503, false).kind(), Kind::Status);
+        assert!(response(200, false).keeps_connection());
+        assert!(!response(200, true).keeps_connection());
+        assert!(!Outcome::failed(Kind::Reset, "x").keeps_connection());
+    }
+
+    #[test]
+    fn failure_kinds() {
+        assert!(!Kind::Ok.is_failure());
+        assert!(!Kind::Aborted.is_failure());
+        for k in [
+            Kind::Status,
+            Kind::ConnectRefused,
+            Kind::ConnectError,
+            Kind::Reset,
+            Kind::Timeout,
+            Kind::Other,
+        ] {
+            assert!(k.is_failure(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn connect_errors() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(connect_failure(&refused).kind(), Kind::ConnectRefused);
+        let unreachable = io::Error::other("no route to host");
+        let out = connect_failure(&unreachable);
+        assert_eq!(out.kind(), Kind::ConnectError);
+        let Outcome::Failed { message, .. } = out else {
+            panic!()
+        };
+        assert_eq!(message, "connect: no route to host");
+    }
+
+    #[test]
+    fn timeout_names_the_phase() {
+        let out = timeout_failure(Duration::from_millis(250), Phase::Connecting);
+        assert_eq!(out.kind(), Kind::Timeout);
+        let Outcome::Failed { message, .. } = out else {
+            panic!()
+        };
+        assert!(
+            message.contains("250ms") && message.contains("connecting"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn connection_close_tokens() {
+        let mut h = HeaderMap::new();
+        assert!(!has_close(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!has_close(&h));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, CLOSE"),
+        );
+        assert!(has_close(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("closed"));
+        assert!(!has_close(&h));
+        h.append(header::CONNECTION, HeaderValue::from_static("close"));
+        assert!(has_close(&h));
+    }
+
+    #[test]
+    fn chains_causes() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("request failed")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(io::Error::other("connection reset by peer"));
+        assert_eq!(chain(&e), "request failed: connection reset by peer");
+        assert!(has_io_source(&e));
+        assert!(!has_io_source(&io::Error::other("x")));
+    }
+}

@@ -1,0 +1,505 @@
+//! Accounting: every start and every outcome goes through one mutex-guarded
+//! record. Updates are a few counter bumps and a histogram record, so the lock
+//! is held for well under a microsecond; replica names are looked up without
+//! allocating and stored once per name.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use crate::config::Config;
+use crate::mix::{Mode, Plan, Route};
+use crate::outcome::{Kind, Outcome};
+use crate::report::{
+    Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
+    Report, RouteReport, Routes, Second, StopReason,
+};
+
+/// Latencies above an hour are clamped (timeouts are far shorter).
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Replica names longer than this are cut (a Kubernetes name has at most 253).
+const MAX_NAME: usize = 253;
+
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    late_after: Duration,
+    error_cap: usize,
+    inner: Mutex<Stats>,
+}
+
+#[derive(Debug)]
+struct Stats {
+    start: Instant,
+    start_unix_ms: u64,
+    done: bool,
+    sent: u64,
+    ended: u64,
+    not_started: u64,
+    late_start: u64,
+    max_start_delay: Duration,
+    outcomes: Outcomes,
+    connections: Connections,
+    latency: Histogram<u64>,
+    routes: [RouteStats; 2],
+    modes: [ModeReport; 2],
+    served_by: BTreeMap<String, u64>,
+    timeline: Vec<Second>,
+    errors: Vec<ErrorSample>,
+}
+
+#[derive(Debug)]
+struct RouteStats {
+    sent: u64,
+    outcomes: Outcomes,
+    latency: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
+}
+
+fn route_idx(r: Route) -> usize {
+    match r {
+        Route::Root => 0,
+        Route::Work => 1,
+    }
+}
+
+fn mode_idx(m: Mode) -> usize {
+    match m {
+        Mode::Keepalive => 0,
+        Mode::Fresh => 1,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Recorder {
+    pub(crate) fn new(config: &Config) -> Self {
+        let route = || RouteStats {
+            sent: 0,
+            outcomes: Outcomes::default(),
+            latency: histogram(),
+        };
+        Self {
+            late_after: config.late_after,
+            error_cap: config.error_samples,
+            inner: Mutex::new(Stats {
+                start: Instant::now(),
+                start_unix_ms: 0,
+                done: false,
+                sent: 0,
+                ended: 0,
+                not_started: 0,
+                late_start: 0,
+                max_start_delay: Duration::ZERO,
+                outcomes: Outcomes::default(),
+                connections: Connections::default(),
+                latency: histogram(),
+                routes: [route(), route()],
+                modes: Default::default(),
+                served_by: BTreeMap::new(),
+                timeline: Vec::new(),
+                errors: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Stats> {
+        // A panic elsewhere must not take the report with it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the clock; returns the instant the schedule is counted from.
+    pub(crate) fn begin(&self) -> Instant {
+        let mut s = self.lock();
+        s.start = Instant::now();
+        s.start_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(millis)
+            .unwrap_or(0);
+        s.start
+    }
+
+    /// A request is about to connect or send, `now - due` after its slot.
+    pub(crate) fn started(&self, plan: &Plan, due: Instant, now: Instant) {
+        let delay = now.saturating_duration_since(due);
+        let late = delay > self.late_after;
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        s.sent += 1;
+        s.routes[route_idx(plan.route)].sent += 1;
+        s.modes[mode_idx(plan.mode)].sent += 1;
+        s.max_start_delay = s.max_start_delay.max(delay);
+        s.late_start += u64::from(late);
+        let sec = s.second(now);
+        sec.sent += 1;
+        sec.late_start += u64::from(late);
+    }
+
+    /// A scheduled request was dropped by a stop before it started.
+    pub(crate) fn not_started(&self) {
+        self.lock().not_started += 1;
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.lock().connections.opened += 1;
+    }
+
+    pub(crate) fn closed_while_idle(&self) {
+        self.lock().connections.closed_while_idle += 1;
+    }
+
+    /// A started request has its outcome.
+    pub(crate) fn ended(
+        &self,
+        plan: &Plan,
+        started: Instant,
+        now: Instant,
+        outcome: &Outcome,
+        reused: bool,
+    ) {
+        let kind = outcome.kind();
+        let latency_us = u64::try_from(now.saturating_duration_since(started).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let (status, replica) = match outcome {
+            Outcome::Response(r) => {
+                let name =
+                    (kind == Kind::Ok && plan.route == Route::Root).then(|| replica_name(&r.body));
+                (r.status.as_u16(), name)
+            }
+            Outcome::Failed { .. } => (0, None),
+        };
+
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        s.ended += 1;
+        s.outcomes.add(kind, status);
+        s.modes[mode_idx(plan.mode)].outcomes.add(kind, status);
+        let route = &mut s.routes[route_idx(plan.route)];
+        route.outcomes.add(kind, status);
+        if let Outcome::Response(r) = outcome {
+            route.latency.saturating_record(latency_us);
+            s.latency.saturating_record(latency_us);
+            // Fresh requests ask for the close themselves; only the server's
+            // own decision to end a pooled connection is of interest.
+            s.connections.close_responses += u64::from(r.close && plan.mode == Mode::Keepalive);
+        }
+        if let Some(name) = &replica {
+            bump(&mut s.served_by, name);
+        }
+        let sec = s.second(now);
+        sec.outcomes.add(kind, status);
+        if let Some(name) = &replica {
+            bump(&mut sec.served_by, name);
+        }
+        if kind.is_failure() && s.errors.len() < self.error_cap {
+            let at_unix_ms = s.unix_ms(now);
+            let message = match outcome {
+                Outcome::Failed { message, .. } => message.clone(),
+                Outcome::Response(r) => status_message(r),
+            };
+            s.errors.push(ErrorSample {
+                at_unix_ms,
+                kind,
+                status: (kind == Kind::Status).then_some(status),
+                route: plan.route,
+                mode: plan.mode,
+                reused_connection: reused,
+                message,
+            });
+        }
+    }
+
+    pub(crate) fn progress(&self, stopping: bool) -> Progress {
+        let now = Instant::now();
+        let s = self.lock();
+        let elapsed = now.saturating_duration_since(s.start);
+        let idx = elapsed.as_secs() as usize;
+        let rate = if idx >= 1 {
+            s.timeline.get(idx - 1).map_or(0, |b| b.sent) as f64
+        } else if elapsed.is_zero() {
+            0.0
+        } else {
+            s.sent as f64 / elapsed.as_secs_f64()
+        };
+        Progress {
+            elapsed_ms: if s.start_unix_ms == 0 {
+                0
+            } else {
+                millis(elapsed)
+            },
+            sent: s.sent,
+            rate,
+            in_flight: s.sent - s.ended,
+            ok: s.outcomes.ok,
+            failures: s.outcomes.failures(),
+            late_start: s.late_start,
+            outcomes: s.outcomes.clone(),
+            stopping,
+            done: s.done,
+        }
+    }
+
+    /// Closes the books.
+    pub(crate) fn report(
+        &self,
+        config: &Config,
+        target_addr: String,
+        stop_reason: StopReason,
+        scheduled: u64,
+    ) -> Report {
+        let now = Instant::now();
+        let mut s = self.lock();
+        s.done = true;
+        let route = |r: &RouteStats| RouteReport {
+            sent: r.sent,
+            outcomes: r.outcomes.clone(),
+            latency: summary(&r.latency),
+        };
+        Report {
+            version: REPORT_VERSION,
+            config: config.clone(),
+            target_addr,
+            started_unix_ms: s.start_unix_ms,
+            elapsed_ms: millis(now.saturating_duration_since(s.start)),
+            stop_reason,
+            scheduled,
+            sent: s.sent,
+            not_started: s.not_started,
+            late_start: s.late_start,
+            max_start_delay_ms: micros_as_ms(s.max_start_delay.as_micros() as f64),
+            failures: s.outcomes.failures(),
+            outcomes: s.outcomes.clone(),
+            connections: s.connections.clone(),
+            latency: summary(&s.latency),
+            routes: Routes {
+                root: route(&s.routes[0]),
+                work: route(&s.routes[1]),
+            },
+            modes: Modes {
+                keepalive: s.modes[0].clone(),
+                fresh: s.modes[1].clone(),
+            },
+            served_by: s.served_by.clone(),
+            timeline: s.timeline.clone(),
+            errors: s.errors.clone(),
+        }
+    }
+}
+
+impl Stats {
+    /// The timeline entry for `now`, created (with any gap) on first use.
+    fn second(&mut self, now: Instant) -> &mut Second {
+        let idx = now.saturating_duration_since(self.start).as_secs() as usize;
+        while self.timeline.len() <= idx {
+            let t_unix_ms = self.start_unix_ms + 1000 * self.timeline.len() as u64;
+            self.timeline.push(Second {
+                t_unix_ms,
+                ..Second::default()
+            });
+        }
+        &mut self.timeline[idx]
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        self.start_unix_ms + millis(now.saturating_duration_since(self.start))
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
+        }
+    }
+}
+
+/// The replica name in a `GET /` body; borrowed unless it needs repair.
+fn replica_name(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    let body = body.trim_ascii();
+    let body = &body[..body.len().min(MAX_NAME)];
+    if body.is_empty() {
+        return "<empty>".into();
+    }
+    String::from_utf8_lossy(body)
+}
+
+fn status_message(r: &crate::outcome::Response) -> String {
+    let body = String::from_utf8_lossy(&r.body[..r.body.len().min(200)]);
+    let body = body.trim();
+    if body.is_empty() {
+        format!("HTTP {}", r.status)
+    } else {
+        format!("HTTP {}: {body}", r.status)
+    }
+}
+
+/// Milliseconds with microsecond resolution, without binary noise digits.
+fn micros_as_ms(us: f64) -> f64 {
+    us.round() / 1000.0
+}
+
+fn summary(h: &Histogram<u64>) -> Latency {
+    if h.is_empty() {
+        return Latency::default();
+    }
+    let ms = |us: u64| micros_as_ms(us as f64);
+    Latency {
+        count: h.len(),
+        mean_ms: micros_as_ms(h.mean()),
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p90_ms: ms(h.value_at_quantile(0.90)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http::{StatusCode, Uri};
+
+    use super::*;
+    use crate::outcome::Response;
+
+    fn plan(route: Route, mode: Mode) -> Plan {
+        Plan {
+            route,
+            mode,
+            uri: Uri::from_static("/"),
+        }
+    }
+
+    fn ok(body: &'static str) -> Outcome {
+        Outcome::Response(Response {
+            status: StatusCode::OK,
+            close: false,
+            body: Bytes::from_static(body.as_bytes()),
+        })
+    }
+
+    fn recorder() -> Recorder {
+        Recorder::new(&Config {
+            error_samples: 2,
+            late_after: Duration::from_millis(10),
+            ..Config::new("t:1")
+        })
+    }
+
+    #[test]
+    fn buckets_by_second_and_counts_replicas() {
+        let r = recorder();
+        let t0 = r.begin();
+        let root = plan(Route::Root, Mode::Keepalive);
+        r.started(&root, t0, t0);
+        r.ended(
+            &root,
+            t0,
+            t0 + Duration::from_millis(5),
+            &ok("pod-a\n"),
+            false,
+        );
+        let t2 = t0 + Duration::from_millis(2500);
+        r.started(&root, t2, t2);
+        let closing = Outcome::Response(Response {
+            status: StatusCode::OK,
+            close: true,
+            body: Bytes::from_static(b"pod-b"),
+        });
+        r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
+        let rep = r.report(
+            &Config::new("t:1"),
+            "1.2.3.4:1".into(),
+            StopReason::Duration,
+            2,
+        );
+        assert_eq!(rep.timeline.len(), 3);
+        assert_eq!(rep.timeline[1].sent, 0);
+        assert_eq!(rep.timeline[2].t_unix_ms, rep.started_unix_ms + 2000);
+        assert_eq!(
+            rep.timeline[2].served_by,
+            BTreeMap::from([("pod-b".into(), 1)])
+        );
+        assert_eq!(
+            rep.served_by,
+            BTreeMap::from([("pod-a".into(), 1), ("pod-b".into(), 1)])
+        );
+        assert_eq!(rep.latency.count, 2);
+        assert!((rep.latency.max_ms - 7.0).abs() < 0.01, "{:?}", rep.latency);
+        assert_eq!(rep.routes.root.sent, 2);
+        assert_eq!(rep.connections.close_responses, 1);
+        assert_eq!(rep.modes.keepalive.outcomes.ok, 2);
+        assert_eq!(rep.sent, rep.outcomes.total());
+    }
+
+    #[test]
+    fn late_starts_and_error_samples() {
+        let r = recorder();
+        let t0 = r.begin();
+        let work = plan(Route::Work, Mode::Fresh);
+        r.started(&work, t0, t0 + Duration::from_millis(5));
+        r.started(&work, t0, t0 + Duration::from_millis(30));
+        r.started(&work, t0, t0 + Duration::from_millis(40));
+        let fail = Outcome::failed(Kind::Reset, "connection reset by peer");
+        let status = Outcome::Response(Response {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            close: true,
+            body: Bytes::from_static(b"draining\n"),
+        });
+        r.ended(&work, t0, t0, &status, false);
+        r.ended(&work, t0, t0, &fail, true);
+        r.ended(&work, t0, t0, &fail, true);
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 3);
+        assert_eq!(rep.late_start, 2);
+        assert!((rep.max_start_delay_ms - 40.0).abs() < 0.01);
+        assert_eq!(rep.failures, 3);
+        assert_eq!(rep.errors.len(), 2, "capped at error_samples");
+        assert_eq!(
+            rep.errors[0].message,
+            "HTTP 503 Service Unavailable: draining"
+        );
+        assert_eq!(rep.errors[0].status, Some(503));
+        assert_eq!(rep.errors[1].kind, Kind::Reset);
+        assert!(rep.errors[1].reused_connection);
+        assert_eq!(
+            rep.connections.close_responses, 0,
+            "a fresh request asked for it"
+        );
+        // Only responses have a latency.
+        assert_eq!(rep.latency.count, 1);
+        assert_eq!(rep.served_by.len(), 0);
+    }
+
+    #[test]
+    fn progress_counts_in_flight() {
+        let r = recorder();
+        let t0 = r.begin();
+        let p = plan(Route::Root, Mode::Keepalive);
+        r.started(&p, t0, t0);
+        r.started(&p, t0, t0);
+        r.ended(&p, t0, t0, &ok("x"), false);
+        let snap = r.progress(false);
+        assert_eq!(
+            (snap.sent, snap.in_flight, snap.ok, snap.failures),
+            (2, 1, 1, 0)
+        );
+        assert!(!snap.done);
+    }
+
+    #[test]
+    fn replica_names() {
+        assert_eq!(replica_name(b"  pod-1\r\n"), "pod-1");
+        assert_eq!(replica_name(b""), "<empty>");
+        assert_eq!(replica_name(&[b'a'; 400]).len(), MAX_NAME);
+        assert_eq!(replica_name(b"p\xffq"), "p\u{fffd}q");
+    }
+}

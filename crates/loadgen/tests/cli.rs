@@ -1,0 +1,232 @@
+//! The `loadgen` binary as the e2e backends run it, and the report format.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use loadgen::{Progress, Report, StopReason};
+use support::{Behaviour, TestServer, http};
+
+fn loadgen(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Forwards the child's stderr lines; the report stays on stdout.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn control_addr(lines: &mpsc::Receiver<String>) -> SocketAddr {
+    let line = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the control address is announced");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    v["control_listen"].as_str().unwrap().parse().unwrap()
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn report(out: &Output) -> Report {
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prints_a_report_after_max_requests() {
+    let server = TestServer::start(Behaviour::Ok("replica-x")).await;
+    let child = loadgen(&[
+        "--target",
+        &server.target(),
+        "--rate",
+        "300",
+        "--max-requests",
+        "45",
+        "--slow-ms",
+        "1-3",
+    ])
+    .spawn()
+    .unwrap();
+    let out = finish(child).await;
+    let r = report(&out);
+    assert_eq!(r.stop_reason, StopReason::MaxRequests);
+    assert_eq!((r.sent, r.outcomes.ok), (45, 45));
+    assert!(r.is_clean());
+    assert_eq!(r.config.rate, 300.0);
+    assert_eq!(r.served_by["replica-x"], r.routes.root.sent);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loadgen: 45 sent"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_stop_ends_the_run_and_progress_lines_appear() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let mut child = loadgen(&[
+        "--target",
+        &server.target(),
+        "--duration",
+        "1m",
+        "--control-listen",
+        "127.0.0.1:0",
+        "--progress",
+    ])
+    .spawn()
+    .unwrap();
+    let lines = stderr_lines(&mut child);
+    let addr = control_addr(&lines);
+    let line = lines.recv_timeout(Duration::from_secs(5)).unwrap();
+    let progress: Progress = serde_json::from_str(&line).unwrap();
+    assert!(progress.sent > 0, "{progress:?}");
+    assert_eq!(http(addr, "POST", "/stop").await.0, 202);
+    let r = report(&finish(child).await);
+    assert_eq!(r.stop_reason, StopReason::Stopped);
+    assert!(r.is_clean(), "{r:#?}");
+    assert!(r.elapsed_ms < 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully_with_a_report() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let mut child = loadgen(&[
+        "--target",
+        &server.target(),
+        "--duration",
+        "1m",
+        "--control-listen",
+        "127.0.0.1:0",
+        "--slow-fraction",
+        "1",
+        "--slow-ms",
+        "300",
+    ])
+    .spawn()
+    .unwrap();
+    let lines = stderr_lines(&mut child);
+    control_addr(&lines);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let r = report(&finish(child).await);
+    assert_eq!(r.stop_reason, StopReason::Stopped);
+    // The 300 ms requests in flight at the signal finished.
+    assert!(r.sent > 0 && r.outcomes.ok == r.sent, "{:#?}", r.outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_the_report_to_a_file_when_asked() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let path = std::env::temp_dir().join(format!("loadgen-report-{}.json", std::process::id()));
+    let child = loadgen(&[
+        "--target",
+        &server.target(),
+        "--max-requests",
+        "5",
+        "--pretty",
+        "--report",
+        path.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    let out = finish(child).await;
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.lines().count() > 10, "pretty-printed");
+    let r: Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(r.outcomes.ok, 5);
+}
+
+#[test]
+fn invalid_flags_exit_2_naming_the_problem() {
+    for (args, needle) in [
+        (&["--target", "h:1"][..], "--duration"),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--duration",
+                "1s",
+                "--fresh-fraction",
+                "2",
+            ][..],
+            "fresh fraction",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--keepalive-conns",
+                "0",
+            ][..],
+            "keep-alive",
+        ),
+        (
+            &["--target", "h:1", "--duration", "5 parsecs"][..],
+            "--duration",
+        ),
+    ] {
+        let out = loadgen(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_round_trips_and_is_found_in_interleaved_logs() {
+    let server = TestServer::start(Behaviour::Status(502)).await;
+    let r = loadgen::run(
+        loadgen::Config {
+            max_requests: Some(30),
+            rate: 300.0,
+            slow_fraction: 0.5,
+            slow_ms: loadgen::MsRange { min: 1, max: 2 },
+            ..loadgen::Config::new(server.target())
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.outcomes.status[&502], 30);
+    let line = r.to_json_line();
+    assert!(!line.contains('\n'));
+    let back: Report = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, r);
+
+    let log = format!(
+        "2025-01-01T00:00:00Z WARN something\n{{\"elapsed_ms\":1}}\n{line}\n{{\"control_listen\":\"x\"}}\n"
+    );
+    assert_eq!(Report::find_in_log(&log), Some(r));
+    assert_eq!(Report::find_in_log("no report here\n{}"), None);
+}

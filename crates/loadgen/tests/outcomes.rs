@@ -1,0 +1,211 @@
+//! Every outcome kind, against a server that produces it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use loadgen::{Config, Kind, MsRange, Report};
+use support::{Behaviour, Seen, TestServer, refused_addr};
+
+/// A short bounded run; half the requests on fresh connections.
+fn config(target: String, requests: u64) -> Config {
+    Config {
+        rate: 200.0,
+        max_requests: Some(requests),
+        timeout: Duration::from_secs(5),
+        keepalive_conns: 2,
+        fresh_fraction: 0.5,
+        slow_fraction: 0.0,
+        ..Config::new(target)
+    }
+}
+
+async fn run(config: Config) -> Report {
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        loadgen::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the run ends by itself")
+    .expect("the run starts");
+    assert_eq!(
+        report.sent,
+        report.outcomes.total(),
+        "one outcome per request"
+    );
+    assert_eq!(report.scheduled, report.sent + report.not_started);
+    report
+}
+
+fn only_kind(report: &Report, kind: Kind) {
+    let n = report.sent;
+    assert!(n > 0);
+    assert!(
+        report.errors.iter().all(|e| e.kind == kind),
+        "{:#?}",
+        report.errors
+    );
+    assert_eq!(report.failures, n, "{:#?}", report.outcomes);
+    assert_eq!(report.outcomes.ok, 0);
+    assert!(!report.is_clean());
+}
+
+#[tokio::test]
+async fn ok_responses_are_counted_per_replica_route_and_mode() {
+    let server = TestServer::start(Behaviour::Ok("replica-a")).await;
+    let report = run(Config {
+        slow_fraction: 0.3,
+        slow_ms: MsRange { min: 1, max: 5 },
+        ..config(server.target(), 60)
+    })
+    .await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.outcomes.ok, 60);
+    let root = report.routes.root.sent;
+    assert_eq!(root + report.routes.work.sent, 60);
+    assert!(root > 0 && report.routes.work.sent > 0);
+    assert_eq!(
+        report.served_by,
+        BTreeMap::from([("replica-a".into(), root)])
+    );
+    assert_eq!(report.latency.count, 60);
+    assert!(report.latency.p50_ms > 0.0 && report.latency.max_ms >= report.latency.p99_ms);
+    assert!(report.routes.work.latency.p50_ms >= 1.0);
+    // Fresh requests ask the server to close; keep-alive ones do not.
+    assert_eq!(
+        Seen::get(&server.seen.close_requests),
+        report.modes.fresh.sent
+    );
+    assert!(report.modes.fresh.sent > 0 && report.modes.keepalive.sent > 0);
+    // The server closed no pooled connection; fresh ones asked for it.
+    assert_eq!(report.connections.close_responses, 0);
+    assert_eq!(Seen::get(&server.seen.requests), 60);
+    let timeline_ok: u64 = report.timeline.iter().map(|s| s.outcomes.ok).sum();
+    assert_eq!(timeline_ok, 60);
+}
+
+#[tokio::test]
+async fn keepalive_connections_are_reused() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let report = run(Config {
+        fresh_fraction: 0.0,
+        ..config(server.target(), 40)
+    })
+    .await;
+    assert!(report.is_clean());
+    assert!(report.connections.opened <= 2, "{:?}", report.connections);
+    assert_eq!(
+        Seen::get(&server.seen.connections),
+        report.connections.opened
+    );
+}
+
+#[tokio::test]
+async fn other_statuses_are_failures_counted_per_code() {
+    let server = TestServer::start(Behaviour::Status(503)).await;
+    let report = run(config(server.target(), 20)).await;
+    only_kind(&report, Kind::Status);
+    assert_eq!(report.outcomes.status, BTreeMap::from([(503, 20)]));
+    assert_eq!(report.errors[0].status, Some(503));
+    assert_eq!(
+        report.errors[0].message,
+        "HTTP 503 Service Unavailable: unavailable"
+    );
+    // A failed `GET /` names no replica.
+    assert!(report.served_by.is_empty());
+}
+
+#[tokio::test]
+async fn reset_connections_are_failures() {
+    let server = TestServer::start(Behaviour::ResetOnRequest).await;
+    let report = run(config(server.target(), 20)).await;
+    only_kind(&report, Kind::Reset);
+    assert_eq!(report.outcomes.reset, 20);
+    assert!(report.modes.keepalive.outcomes.reset > 0);
+    assert!(report.modes.fresh.outcomes.reset > 0);
+}
+
+#[tokio::test]
+async fn close_before_response_is_a_reset_on_pooled_connections_too() {
+    let server = TestServer::start(Behaviour::CloseOnRequest).await;
+    let report = run(Config {
+        fresh_fraction: 0.0,
+        ..config(server.target(), 10)
+    })
+    .await;
+    only_kind(&report, Kind::Reset);
+    assert!(
+        report.errors[0]
+            .message
+            .contains("closed before message completed"),
+        "{}",
+        report.errors[0].message
+    );
+}
+
+#[tokio::test]
+async fn refused_connects_are_counted() {
+    let addr = refused_addr().await;
+    let report = run(config(addr.to_string(), 20)).await;
+    only_kind(&report, Kind::ConnectRefused);
+    assert_eq!(report.outcomes.connect_refused, 20);
+    assert_eq!(report.connections.opened, 0);
+    assert!(report.errors[0].message.starts_with("connect: "));
+}
+
+#[tokio::test]
+async fn unanswered_requests_time_out() {
+    let server = TestServer::start(Behaviour::Silent).await;
+    let started = std::time::Instant::now();
+    let report = run(Config {
+        timeout: Duration::from_millis(200),
+        ..config(server.target(), 6)
+    })
+    .await;
+    only_kind(&report, Kind::Timeout);
+    assert_eq!(report.outcomes.timeout, 6);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        report.errors[0]
+            .message
+            .contains("waiting for the response head"),
+        "{}",
+        report.errors[0].message
+    );
+}
+
+#[tokio::test]
+async fn connection_close_means_reconnect_not_failure() {
+    let server = TestServer::start(Behaviour::CloseEach("r")).await;
+    let report = run(Config {
+        keepalive_conns: 1,
+        fresh_fraction: 0.0,
+        ..config(server.target(), 20)
+    })
+    .await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.outcomes.ok, 20);
+    assert_eq!(report.connections.close_responses, 20);
+    assert_eq!(report.connections.opened, 20);
+    // Replaced because the response said so, not found closed later.
+    assert_eq!(report.connections.closed_while_idle, 0);
+    assert_eq!(Seen::get(&server.seen.connections), 20);
+}
+
+#[tokio::test]
+async fn idle_connection_closed_by_server_is_replaced_before_use() {
+    // The server closes right after each answer; the next request is 50 ms
+    // later, so the close is seen before anything is sent on it.
+    let server = TestServer::start(Behaviour::AnswerThenClose).await;
+    let report = run(Config {
+        rate: 20.0,
+        keepalive_conns: 1,
+        fresh_fraction: 0.0,
+        ..config(server.target(), 8)
+    })
+    .await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(report.connections.closed_while_idle, 7);
+    assert_eq!(report.connections.opened, 8);
+}

@@ -1,0 +1,223 @@
+//! Small servers on 127.0.0.1:0 that misbehave on purpose.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the server does with each request.
+#[derive(Debug, Clone, Copy)]
+pub enum Behaviour {
+    /// Like lameduck: `GET /` answers the name, `/work?ms=N` sleeps N ms.
+    Ok(&'static str),
+    /// Every request gets this status.
+    Status(u16),
+    /// Like `Ok`, but every response carries `Connection: close`.
+    CloseEach(&'static str),
+    /// Reads the request, then resets the connection (RST).
+    ResetOnRequest,
+    /// Reads the request, then closes the connection (FIN) without answering.
+    CloseOnRequest,
+    /// Reads the request and never answers.
+    Silent,
+    /// Answers `200 ok` and closes at once, without `Connection: close`.
+    AnswerThenClose,
+}
+
+/// What the server saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    /// Requests that asked for `Connection: close`.
+    pub close_requests: AtomicU64,
+    pub active: AtomicU64,
+    pub max_active: AtomicU64,
+}
+
+impl Seen {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let task = tokio::spawn(accept(listener, behaviour, seen.clone()));
+        Self { addr, seen, task }
+    }
+
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// An address with no listener: connects are refused.
+pub async fn refused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        seen.connections.fetch_add(1, Ordering::SeqCst);
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            match behaviour {
+                Behaviour::Ok(name) => serve(stream, seen, name, None, false).await,
+                Behaviour::CloseEach(name) => serve(stream, seen, name, None, true).await,
+                Behaviour::Status(code) => serve(stream, seen, "", Some(code), false).await,
+                Behaviour::ResetOnRequest => raw(stream, seen, Raw::Reset).await,
+                Behaviour::CloseOnRequest => raw(stream, seen, Raw::Close).await,
+                Behaviour::Silent => raw(stream, seen, Raw::Silent).await,
+                Behaviour::AnswerThenClose => raw(stream, seen, Raw::AnswerThenClose).await,
+            }
+        });
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    seen: Arc<Seen>,
+    name: &'static str,
+    status: Option<u16>,
+    close: bool,
+) {
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            seen.requests.fetch_add(1, Ordering::SeqCst);
+            let asks_close = req
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            seen.close_requests
+                .fetch_add(u64::from(asks_close), Ordering::SeqCst);
+            let active = seen.active.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.max_active.fetch_max(active, Ordering::SeqCst);
+            let ms = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let (Some(ms), "/work") = (ms, req.uri().path()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            seen.active.fetch_sub(1, Ordering::SeqCst);
+            let mut res = match status {
+                Some(code) => {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"unavailable\n")));
+                    *r.status_mut() = StatusCode::from_u16(code).unwrap();
+                    r
+                }
+                None => Response::new(Full::new(Bytes::from_static(name.as_bytes()))),
+            };
+            if close {
+                res.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Raw {
+    Reset,
+    Close,
+    Silent,
+    AnswerThenClose,
+}
+
+async fn raw(mut stream: TcpStream, seen: Arc<Seen>, what: Raw) {
+    if !read_head(&mut stream).await {
+        return;
+    }
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    match what {
+        Raw::Reset => {
+            // SO_LINGER 0: close sends RST instead of FIN.
+            let std = stream.into_std().unwrap();
+            socket2::SockRef::from(&std)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(std);
+        }
+        Raw::Close => drop(stream),
+        Raw::Silent => {
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+        Raw::AnswerThenClose => {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Reads until the end of a request head; false on EOF first.
+async fn read_head(stream: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// One request over a fresh connection with `Connection: close`; returns
+/// the status and body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    stream.read_to_string(&mut resp).await.unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
