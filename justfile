@@ -14,7 +14,7 @@ kind_cluster := env("KIND_CLUSTER", "lameduck")
 
 # List the recipes.
 default:
-    @just --list --unsorted
+    @{{just_executable()}} --justfile {{justfile()}} --list --unsorted
 
 # Run the server with the given flags (e.g. `just run --drain-delay 5s`).
 run *ARGS:
@@ -22,12 +22,13 @@ run *ARGS:
 
 # Install the Debian packages the tests need (only those missing; uses sudo when not root).
 setup:
-    scripts/setup-debian
+    scripts/setup-debian prometheus
 
-# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests.
+# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests, the local rollout suite.
 test: setup fmt-check lint chart-test
     cargo test --workspace --all-targets --locked
     cargo test --workspace --doc --locked
+    {{just_executable()}} --justfile {{justfile()}} e2e-local
 
 # Format the Rust code.
 fmt:
@@ -69,3 +70,26 @@ deploy: kind-up kind-load
 # Install the minimal Prometheus of deploy/prometheus into the kind cluster.
 kind-prometheus: kind-up
     kubectl --context kind-{{kind_cluster}} apply -f deploy/prometheus/
+
+# Roll lameduck under load without a cluster and print the report (the README's main job).
+demo: setup _e2e-build (_render "graceful")
+    target/release/e2e local --label demo --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/release/lameduck
+
+# The rollout suite without a cluster, as CI runs it: the chart's defaults, the negative control, and routers slower than the preStop.
+e2e-local: setup _e2e-build (_render "graceful") (_render "naive") (_render "drain-covers-lag")
+    target/release/e2e local --label graceful --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/release/lameduck
+    target/release/e2e local --label naive --rendered target/e2e/naive.rendered.json --expect failures --lameduck target/release/lameduck
+    target/release/e2e local --label lag-beyond-prestop --lag 7s --rollouts 1 --rendered target/e2e/graceful.rendered.json --expect failures --lameduck target/release/lameduck
+    target/release/e2e local --label drain-covers-lag --lag 7s --rollouts 1 --rendered target/e2e/drain-covers-lag.rendered.json --expect no-failures --lameduck target/release/lameduck
+
+# The rollout suite in kind (needs docker, kind, helm): the chart's defaults, then the negative control.
+e2e: kind-up kind-load
+    cargo build --release --locked -p e2e
+    target/release/e2e kind --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}}
+    target/release/e2e kind --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}}
+
+_e2e-build:
+    cargo build --release --locked -p lameduck -p e2e
+
+_render values:
+    python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json

@@ -63,11 +63,11 @@ async fn keepalive_once(
     reused: &mut bool,
     phase: &mut Phase,
 ) -> Outcome {
-    if let Some(conn) = slot {
-        if !conn.is_usable().await {
-            shared.recorder.closed_while_idle();
-            *slot = None;
-        }
+    if let Some(conn) = slot
+        && !conn.is_usable().await
+    {
+        shared.recorder.closed_while_idle();
+        *slot = None;
     }
     let conn = match slot {
         Some(conn) => conn,

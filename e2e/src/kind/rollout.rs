@@ -1,0 +1,146 @@
+//! When is a rollout done? The same answer as `kubectl rollout status`, plus
+//! what that command does not wait for: the old pods actually gone.
+//!
+//! Checking only the `Available`/`Progressing` conditions (or
+//! `is_deployment_completed`) can pass before the controller has even seen
+//! the new template: the status must first describe the current generation.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+
+/// Where a rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// Still going; the reason, in kubectl's words.
+    Waiting(String),
+    /// Every replica is updated and available, no old replica is left.
+    Complete,
+    /// The controller gave up (progress deadline exceeded).
+    Failed(String),
+}
+
+/// `kubectl rollout status` for one Deployment.
+pub fn status(deployment: &Deployment) -> Rollout {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let Some(status) = deployment.status.as_ref() else {
+        return Rollout::Waiting("no status yet".to_owned());
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Rollout::Waiting(
+            "waiting for the deployment spec update to be observed".to_owned(),
+        );
+    }
+    let progress_failed = status.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if progress_failed {
+        return Rollout::Failed("progress deadline exceeded".to_owned());
+    }
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < wanted {
+        return Rollout::Waiting(format!(
+            "{updated} out of {wanted} new replicas have been updated"
+        ));
+    }
+    if total > updated {
+        return Rollout::Waiting(format!(
+            "{} old replicas are pending termination",
+            total - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::Waiting(format!(
+            "{available} of {updated} updated replicas are available"
+        ));
+    }
+    Rollout::Complete
+}
+
+/// When the kubelet started terminating the pod (None while it is not being
+/// deleted), in Unix milliseconds: the
+/// deletion timestamp is the deadline, set to the request time plus the
+/// grace period.
+pub fn terminating_since_ms(pod: &Pod) -> Option<u64> {
+    let deadline = pod.metadata.deletion_timestamp.as_ref()?;
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+    let deadline_ms = deadline.0.as_millisecond();
+    u64::try_from(deadline_ms - grace * 1000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, spec_replicas: i32, status: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "lameduck", "generation": generation},
+            "spec": {"replicas": spec_replicas, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_status_of_the_previous_generation_is_not_complete() {
+        // Everything looks available, but it describes the old template: the
+        // controller has not seen the restart yet.
+        let d = deployment(
+            3,
+            3,
+            serde_json::json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3,
+                "availableReplicas": 3, "readyReplicas": 3,
+                "conditions": [{"type": "Available", "status": "True"},
+                               {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}),
+        );
+        assert!(matches!(status(&d), Rollout::Waiting(w) if w.contains("observed")));
+    }
+
+    #[test]
+    fn waits_through_each_stage_of_a_rollout() {
+        let stages = [
+            (
+                serde_json::json!({"observedGeneration": 3, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3}),
+                "1 out of 3 new replicas",
+            ),
+            (
+                serde_json::json!({"observedGeneration": 3, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 3}),
+                "1 old replicas are pending termination",
+            ),
+            (
+                serde_json::json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 2}),
+                "2 of 3 updated replicas are available",
+            ),
+        ];
+        for (s, reason) in stages {
+            match status(&deployment(3, 3, s)) {
+                Rollout::Waiting(w) => assert!(w.contains(reason), "{w}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let done = serde_json::json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
+        assert_eq!(status(&deployment(3, 3, done)), Rollout::Complete);
+    }
+
+    #[test]
+    fn a_progress_deadline_fails_the_rollout() {
+        let s = serde_json::json!({"observedGeneration": 3, "replicas": 4, "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]});
+        assert!(matches!(status(&deployment(3, 3, s)), Rollout::Failed(_)));
+    }
+
+    #[test]
+    fn termination_starts_a_grace_period_before_the_deletion_timestamp() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:30Z", "deletionGracePeriodSeconds": 30}
+        }))
+        .unwrap();
+        assert_eq!(terminating_since_ms(&pod), Some(1_767_225_600_000));
+    }
+}

@@ -1,0 +1,178 @@
+//! A real Prometheus (Debian's `prometheus`) scraping the replicas through
+//! file-based service discovery. Like pod-role discovery, a replica stays a
+//! target until its process is gone, so its shutdown is recorded.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+
+/// Scrape often enough to see a shutdown that lasts a second.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+pub struct Prometheus {
+    pub addr: SocketAddr,
+    targets: PathBuf,
+    _child: Child,
+}
+
+/// One series of an instant query: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Prometheus {
+    /// Starts `binary` with its data under `dir` (emptied first) and waits
+    /// until it is ready.
+    pub async fn start(binary: &Path, dir: &Path) -> Result<Self> {
+        // Prometheus resolves relative paths against its config file's folder.
+        let dir = &std::path::absolute(dir)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let targets = dir.join("targets.json");
+        std::fs::write(&targets, "[]")?;
+        let config = dir.join("prometheus.yml");
+        let ms = SCRAPE_INTERVAL.as_millis();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: {ms}ms\n  scrape_timeout: {ms}ms\n\
+                 scrape_configs:\n  - job_name: lameduck\n    file_sd_configs:\n      \
+                 - files: [{targets:?}]\n        refresh_interval: 1s\n"
+            ),
+        )?;
+        // Internal: Prometheus cannot report a port it picked itself, so take
+        // a free one from the kernel and hand it over at once.
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let prometheus = Self {
+            addr,
+            targets,
+            _child: child,
+        };
+        for _ in 0..200 {
+            if let Ok(200) = crate::http::get_status(addr, "/-/ready").await {
+                return Ok(prometheus);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("Prometheus did not become ready on {addr}")
+    }
+
+    /// Replaces the scrape targets: (replica name, admin address).
+    pub fn set_targets(&self, targets: &[(String, SocketAddr)]) -> Result<()> {
+        let groups: Vec<_> = targets
+            .iter()
+            .map(|(name, addr)| {
+                serde_json::json!({"targets": [addr.to_string()], "labels": {"replica": name}})
+            })
+            .collect();
+        // Written whole and renamed, so Prometheus never reads half a file.
+        let partial = self.targets.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_vec(&groups)?)?;
+        std::fs::rename(&partial, &self.targets)?;
+        Ok(())
+    }
+
+    /// An instant PromQL query.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let (status, body) = crate::http::get(self.addr, &path).await?;
+        let answer: Answer = serde_json::from_slice(&body)
+            .with_context(|| format!("query {promql:?}: HTTP {status}"))?;
+        if answer.status != "success" {
+            bail!(
+                "query {promql:?} failed: {}",
+                answer.error.unwrap_or_default()
+            );
+        }
+        let data = answer.data.context("no data")?;
+        data.result
+            .into_iter()
+            .map(|r| {
+                let value: f64 = r.value.1.parse().context("sample value")?;
+                Ok(Sample {
+                    labels: r.metric,
+                    value,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    error: Option<String>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    result: Vec<Series>,
+}
+
+#[derive(Deserialize)]
+struct Series {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// Percent-encodes a query parameter.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_promql() {
+        assert_eq!(
+            encode(r#"max(x{replica="a b"}[5m])"#),
+            "max%28x%7Breplica%3D%22a%20b%22%7D%5B5m%5D%29"
+        );
+    }
+
+    #[test]
+    fn parses_a_vector_answer() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"replica":"r1"},"value":[1700000000.1,"2.5"]}]}}"#;
+        let answer: Answer = serde_json::from_str(body).unwrap();
+        let series = &answer.data.unwrap().result[0];
+        assert_eq!(series.metric["replica"], "r1");
+        assert_eq!(series.value.1, "2.5");
+    }
+}

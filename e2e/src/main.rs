@@ -1,0 +1,83 @@
+//! The rollout suite: rolls a Deployment of lameduck under load and counts
+//! every failed request. Two backends play the same scenario and apply the
+//! same assertions: `kind` (a real cluster) and `local` (no cluster: real
+//! processes, a kube-proxy-like Service proxy, a real Prometheus).
+//!
+//! Exit codes: 0 when the run showed what it was expected to show (no
+//! failure, or failures for a negative control), 1 when not, 2 for bad flags.
+
+// A binary crate: `pub` marks what the modules share with each other.
+#![allow(unreachable_pub)]
+
+mod http;
+mod kind;
+mod local;
+mod progress;
+mod report;
+mod scenario;
+mod timeline;
+mod verdict;
+mod workload;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "e2e",
+    about = "Roll lameduck under load and count every failed request"
+)]
+struct Cli {
+    #[command(subcommand)]
+    backend: Backend,
+}
+
+#[derive(Debug, Subcommand)]
+enum Backend {
+    /// No cluster: replicas are local processes behind a loopback Service proxy.
+    Local(local::LocalArgs),
+    /// A kind (or any) cluster: the chart installed with Helm, load from a Job.
+    Kind(kind::KindArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (out, record) = match cli.backend {
+        Backend::Local(args) => {
+            let out = args.out.clone();
+            (out, runtime.block_on(local::run(args)))
+        }
+        Backend::Kind(args) => {
+            let out = args.out.clone();
+            (out, runtime.block_on(kind::run(args)))
+        }
+    };
+    let record = match record {
+        Ok(record) => record,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report::summary(&record));
+    match report::write(&record, &out) {
+        Ok((json, svg)) => println!("  wrote {} and {}", json.display(), svg.display()),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if record.verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,259 @@
+//! The end of a run: a summary table for the terminal, the record as JSON and
+//! a timeline picture (requests/s, failures, routed replicas) as SVG.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::timeline::RunRecord;
+
+/// Writes `<dir>/<label>.json` and `<dir>/<label>.svg`; returns their paths.
+pub fn write(record: &RunRecord, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let json = dir.join(format!("{}.json", record.label));
+    std::fs::write(&json, serde_json::to_vec_pretty(record)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let svg = dir.join(format!("{}.svg", record.label));
+    draw(record, &svg).with_context(|| format!("cannot draw {}", svg.display()))?;
+    Ok((json, svg))
+}
+
+/// The summary table.
+pub fn summary(record: &RunRecord) -> String {
+    let load = &record.load;
+    let o = &load.outcomes;
+    let seconds = load.elapsed_ms as f64 / 1e3;
+    let mut out = String::new();
+    let _ = writeln!(out, "── {} ({} backend) ──", record.label, record.backend);
+    for (name, value) in &record.settings {
+        let _ = writeln!(out, "  {name:<28} {value}");
+    }
+    let rollout_s: Vec<String> = record
+        .rollouts
+        .iter()
+        .map(|r| {
+            format!(
+                "{:.1} s (+{:.1} s until the old replicas were gone)",
+                (r.completed_ms - r.started_ms) as f64 / 1e3,
+                (r.old_gone_ms.saturating_sub(r.completed_ms)) as f64 / 1e3
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "  {:<28} {}", "rollout took", rollout_s.join("; "));
+    let rows: [(&str, String); 10] = [
+        (
+            "requests sent",
+            format!(
+                "{} in {seconds:.1} s ({:.0}/s)",
+                load.sent,
+                load.sent as f64 / seconds.max(0.001)
+            ),
+        ),
+        ("ok (2xx)", o.ok.to_string()),
+        (
+            "other status",
+            format!("{} {:?}", o.status.values().sum::<u64>(), o.status),
+        ),
+        (
+            "connect refused / error",
+            format!("{} / {}", o.connect_refused, o.connect_error),
+        ),
+        ("reset before response", o.reset.to_string()),
+        ("timeout", o.timeout.to_string()),
+        ("failed, total", load.failures.to_string()),
+        (
+            "late starts",
+            format!(
+                "{} (max delay {:.1} ms)",
+                load.late_start, load.max_start_delay_ms
+            ),
+        ),
+        (
+            "latency p50 / p99 / max",
+            format!(
+                "{:.2} / {:.2} / {:.2} ms",
+                load.latency.p50_ms, load.latency.p99_ms, load.latency.max_ms
+            ),
+        ),
+        (
+            "connections opened",
+            format!(
+                "{} ({} closed by the server with `Connection: close`)",
+                load.connections.opened, load.connections.close_responses
+            ),
+        ),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(out, "  {name:<28} {value}");
+    }
+    let _ = writeln!(out, "  replicas:");
+    for r in &record.replicas {
+        let since = |t: Option<u64>| {
+            t.map_or("-".to_owned(), |t| {
+                format!("{:.1}s", t.saturating_sub(record.started_ms) as f64 / 1e3)
+            })
+        };
+        let _ = writeln!(
+            out,
+            "    {:<24} ready {:>7}  deleted {:>7}  SIGTERM {:>7}  exited {:>7}  exit {:<4} aborted {}{}",
+            r.name,
+            since(r.ready_ms),
+            since(r.terminating_ms),
+            since(r.sigterm_ms),
+            since(r.exited_ms),
+            r.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+            r.aborted_requests.map_or("-".to_owned(), |a| a.to_string()),
+            if r.killed { " (SIGKILL)" } else { "" },
+        );
+    }
+    if !load.errors.is_empty() {
+        let _ = writeln!(out, "  first failures:");
+        for e in load.errors.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "    {:?} {:?}/{:?}: {}",
+                e.kind, e.route, e.mode, e.message
+            );
+        }
+    }
+    let _ = writeln!(out, "  checks:");
+    let _ = write!(out, "{}", record.verdict);
+    let _ = writeln!(
+        out,
+        "  verdict: {}",
+        if record.verdict.passed() {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    );
+    out
+}
+
+fn draw(record: &RunRecord, path: &Path) -> Result<()> {
+    let start = record.started_ms;
+    let secs = |t: u64| t.saturating_sub(start) as f64 / 1e3;
+    let end = secs(record.finished_ms).max(1.0);
+    let rate_max = record
+        .load
+        .timeline
+        .iter()
+        .map(|s| s.sent)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.15;
+    let routed_max = record
+        .routed
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        + 1.0;
+
+    let root = SVGBackend::new(path, (1100, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let verdict = if record.verdict.passed() {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    let title = format!(
+        "{}: {} requests, {} failed ({verdict})",
+        record.label, record.load.sent, record.load.failures
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .right_y_label_area_size(56)
+        .build_cartesian_2d(0.0..end, 0.0..rate_max)?
+        .set_secondary_coord(0.0..end, 0.0..routed_max);
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("requests / s")
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("replicas routed to")
+        .draw()?;
+
+    // Termination windows: from pod deletion to process exit.
+    for r in &record.replicas {
+        if let (Some(from), Some(to)) = (r.terminating_ms, r.exited_ms) {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(secs(from), 0.0), (secs(to), rate_max)],
+                RGBColor(255, 200, 80).mix(0.18).filled(),
+            )))?;
+        }
+    }
+    // The last second is cut short by the stop; it would read as a drop.
+    let load_end = record.load.started_unix_ms + record.load.elapsed_ms;
+    let whole_seconds = || {
+        record
+            .load
+            .timeline
+            .iter()
+            .filter(move |s| s.t_unix_ms + 1000 <= load_end)
+    };
+    let sent: Vec<(f64, f64)> = whole_seconds()
+        .map(|s| (secs(s.t_unix_ms), s.sent as f64))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(sent, BLUE.stroke_width(2)))?
+        .label("requests sent / s")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    let failed: Vec<(f64, f64)> = record
+        .load
+        .timeline
+        .iter()
+        .map(|s| (secs(s.t_unix_ms), s.outcomes.failures() as f64))
+        .collect();
+    chart
+        .draw_series(
+            failed
+                .iter()
+                .filter(|(_, f)| *f > 0.0)
+                .map(|(t, f)| Rectangle::new([(*t, 0.0), (*t + 0.9, *f)], RED.filled())),
+        )?
+        .label("failed requests / s")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], RED.filled()));
+    // A step line: the count holds until the next sample.
+    let mut routed: Vec<(f64, f64)> = Vec::new();
+    for (t, n) in &record.routed {
+        if let Some(&(_, previous)) = routed.last() {
+            routed.push((secs(*t), previous));
+        }
+        routed.push((secs(*t), *n as f64));
+    }
+    chart
+        .draw_secondary_series(LineSeries::new(routed, GREEN.stroke_width(2)))?
+        .label("replicas routed to")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN.stroke_width(2)));
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(0.0, 0.0), (0.0, 0.0)],
+            RGBColor(255, 200, 80).mix(0.5).filled(),
+        )))?
+        .label("replica terminating (deleted → exited)")
+        .legend(|(x, y)| {
+            Rectangle::new(
+                [(x, y - 5), (x + 16, y + 5)],
+                RGBColor(255, 200, 80).mix(0.5).filled(),
+            )
+        });
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

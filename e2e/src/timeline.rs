@@ -1,0 +1,71 @@
+//! What one run recorded, in wall-clock Unix milliseconds so that the load
+//! generator's timeline, the replicas' events and the rollout line up.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::verdict::{Expect, Termination, Verdict};
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A replica's life, as far as the backend saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaRecord {
+    pub name: String,
+    /// 0 for the replicas that were there before the first rollout.
+    pub generation: u32,
+    pub started_ms: u64,
+    pub ready_ms: Option<u64>,
+    pub terminating_ms: Option<u64>,
+    pub sigterm_ms: Option<u64>,
+    pub exited_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub killed: bool,
+    /// Requests the replica itself reported as cut off.
+    pub aborted_requests: Option<u64>,
+}
+
+impl ReplicaRecord {
+    /// The replica as the assertions see it, once it went through termination.
+    pub fn termination(&self) -> Option<Termination> {
+        Some(Termination {
+            name: self.name.clone(),
+            terminating_ms: self.terminating_ms?,
+            exited_ms: self.exited_ms?,
+            killed: self.killed,
+            exit_code: self.exit_code,
+        })
+    }
+}
+
+/// One rollout: the restart, the controller done, the old replicas gone.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutSpan {
+    pub started_ms: u64,
+    pub completed_ms: u64,
+    pub old_gone_ms: u64,
+}
+
+/// Everything a run produced; written as JSON next to its picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub label: String,
+    pub backend: &'static str,
+    pub expect: Expect,
+    /// Settings worth printing: (name, value).
+    pub settings: Vec<(String, String)>,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub rollouts: Vec<RolloutSpan>,
+    pub replicas: Vec<ReplicaRecord>,
+    /// Endpoints traffic was routed to, sampled every second.
+    pub routed: Vec<(u64, usize)>,
+    pub load: loadgen::Report,
+    pub verdict: Verdict,
+}
