@@ -144,7 +144,8 @@ fn draw(record: &RunRecord, path: &Path) -> Result<()> {
         .max()
         .unwrap_or(1)
         .max(1) as f64
-        * 1.15;
+        // Headroom above the load for the legend.
+        * 1.45;
     let routed_max = record
         .routed
         .iter()
@@ -250,7 +251,7 @@ fn draw(record: &RunRecord, path: &Path) -> Result<()> {
         });
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()?;

@@ -97,7 +97,7 @@ pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar:
     match expect {
         Expect::NoFailures => verdict.push("no failed request", report.is_clean(), breakdown),
         Expect::Failures => verdict.push(
-            "negative control reports failures",
+            "failed requests, as expected",
             report.failures > 0,
             breakdown,
         ),

@@ -196,7 +196,7 @@ pub async fn run(args: KindArgs) -> Result<RunRecord> {
             } = sample.unwrap_or_default();
             verdict.push(
                 format!("{}'s shutdown was scraped through the pod proxy", t.name),
-                phase >= 2.0 && duration_seconds > 0.0,
+                phase >= 1.0 && duration_seconds > 0.0,
                 format!(
                     "last phase {phase}, lameduck_shutdown_duration_seconds {duration_seconds:.3}"
                 ),

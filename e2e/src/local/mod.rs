@@ -312,7 +312,7 @@ async fn check_prometheus(
         let phase = phase.first().map_or(0.0, |s| s.value);
         verdict.push(
             format!("Prometheus recorded {}'s shutdown", t.name),
-            seconds > 0.0 && phase >= 2.0,
+            seconds > 0.0 && phase >= 1.0,
             format!("last lameduck_shutdown_duration_seconds {seconds:.3}, highest phase {phase}"),
         );
     }

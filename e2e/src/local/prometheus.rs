@@ -12,8 +12,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
-/// Scrape often enough to see a shutdown that lasts a second.
-pub const SCRAPE_INTERVAL: Duration = Duration::from_millis(250);
+/// Scrape often enough to catch a shutdown that lasts a few hundred
+/// milliseconds (the chart's defaults, with the preStop sleep before SIGTERM).
+pub const SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct Prometheus {
