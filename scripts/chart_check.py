@@ -660,6 +660,16 @@ def check_kind_cluster(paths: Paths) -> None:
     expect(cfg.get("kind") == "Cluster" and cfg.get("apiVersion") == "kind.x-k8s.io/v1alpha4", "not a kind Cluster")
     roles = sorted(n.get("role") for n in cfg.get("nodes", []))
     expect(roles == ["control-plane", "worker", "worker"], f"kind nodes are {roles}, want 1 control plane + 2 workers")
+    # The e2e suite's Kubernetes client is compiled for one API version: the nodes must run it.
+    cargo = (paths.root / "e2e" / "Cargo.toml").read_text()
+    feature = re.search(r'k8s-openapi = \{[^}]*features = \["v(\d+)_(\d+)"\]', cargo)
+    expect(feature is not None, "e2e/Cargo.toml pins no k8s-openapi version feature")
+    want = f"v{feature.group(1)}.{feature.group(2)}."
+    images = [n.get("image", "") for n in cfg.get("nodes", [])]
+    expect(
+        all(i.startswith("kindest/node:" + want) for i in images),
+        f"kind node images {images} do not run Kubernetes {want[1:-1]}, the version e2e/Cargo.toml builds its client for",
+    )
 
 
 def prometheus_docs(paths: Paths) -> list[Doc]:

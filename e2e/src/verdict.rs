@@ -172,16 +172,17 @@ fn overlapping(report: &Report, from: u64, to: u64) -> impl Iterator<Item = &loa
         .filter(move |s| s.t_unix_ms < to && s.t_unix_ms + 1000 > from)
 }
 
+/// A load report with the given timeline, for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
-    use super::*;
+    use loadgen::Report;
 
     /// (second's start, requests sent, `GET /` answers per replica)
-    type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
+    pub(crate) type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
 
-    fn report(seconds: &[Bucket<'_>], failures: u64) -> Report {
+    pub(crate) fn report(seconds: &[Bucket<'_>], failures: u64) -> Report {
         let mut json = serde_json::json!({
             "version": loadgen::REPORT_VERSION,
             "config": serde_json::to_value(loadgen::Config::new("127.0.0.1:1")).unwrap(),
@@ -214,6 +215,12 @@ mod tests {
         report.sent = report.timeline.iter().map(|s| s.sent).sum();
         report
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::report;
+    use super::*;
 
     fn termination(name: &str, from: u64, to: u64) -> Termination {
         Termination {

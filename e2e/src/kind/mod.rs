@@ -443,3 +443,36 @@ impl PodProxy {
         Ok(self.client.request_text(request).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_found_among_the_jobs_progress_lines() {
+        let report = crate::verdict::fixtures::report(&[(0, 2000, &[("lameduck-abc", 1500)])], 3);
+        let log = format!(
+            "{{\"control_listen\":\"0.0.0.0:9090\"}}\n\
+             {{\"elapsed_ms\":1000,\"sent\":2000,\"rate\":2000.0,\"in_flight\":3,\"ok\":1997,\"failures\":3}}\n\
+             {}\n",
+            report.to_json_line()
+        );
+        assert_eq!(loadgen::Report::find_in_log(&log), Some(report));
+    }
+
+    #[test]
+    fn selector_and_grace_come_from_the_deployment() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "lameduck"},
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": "lameduck",
+                                                   "app.kubernetes.io/component": "server"}},
+                     "template": {"spec": {"terminationGracePeriodSeconds": 35, "containers": []}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            selector_of(&d).unwrap(),
+            "app.kubernetes.io/component=server,app.kubernetes.io/instance=lameduck"
+        );
+        assert_eq!(grace_of(&d), 35);
+    }
+}
