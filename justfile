@@ -31,3 +31,17 @@ fmt-check:
 # Clippy over every target, warnings are errors.
 lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics); writes BENCHMARKS.md.
+bench *ARGS: setup-bench
+    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo run --release --locked --quiet -p lameduck-bench -- {{ARGS}}
+
+# Like `bench`, then exit non-zero if a figure misses its goal by more than its measured spread.
+bench-check *ARGS: setup-bench
+    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo run --release --locked --quiet -p lameduck-bench -- --check {{ARGS}}
+
+# Install what the benchmarks need besides Rust (wrk).
+setup-bench:
+    scripts/setup-debian wrk
