@@ -50,6 +50,19 @@ impl AsyncRead for ActivityIo {
             let n = buf.remaining().min(this.prefix_end - this.prefix_start);
             buf.put_slice(&this.prefix[this.prefix_start..this.prefix_start + n]);
             this.prefix_start += n;
+            // Internal: the rest of the first request is usually in the socket
+            // already; hand it over in the same read. Split over two reads,
+            // hyper's read buffer grows from 8 to 16 KiB and stays so for the
+            // life of the connection. An error or nothing ready is left for
+            // the next read.
+            if this.prefix_start == this.prefix_end && buf.remaining() > 0 {
+                let before = buf.filled().len();
+                if let Poll::Ready(Ok(())) = Pin::new(&mut this.stream).poll_read(cx, buf) {
+                    if buf.filled().len() > before {
+                        this.conn.touch();
+                    }
+                }
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -88,5 +101,36 @@ impl AsyncWrite for ActivityIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::server::Shared;
+    use crate::shutdown::ShutdownClock;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn the_prefix_and_what_follows_arrive_in_one_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let request = b"GET / HTTP/1.1\r\nhost: example\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        let mut prefix = [0; PREFIX_CAPACITY];
+        server.read_exact(&mut prefix).await.unwrap();
+
+        let clock = Arc::new(ShutdownClock::default());
+        let metrics = Metrics::new(prometheus::Registry::new(), Arc::clone(&clock)).unwrap();
+        let shared = Arc::new(Shared::new(crate::Config::default(), metrics, clock));
+        let mut io = ActivityIo::new(server, &prefix, Arc::new(ConnState::new(shared)));
+        let mut buf = vec![0; 8192];
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], request);
     }
 }
