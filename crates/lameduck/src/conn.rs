@@ -28,6 +28,7 @@ use tracing::debug;
 
 use crate::BoxError;
 use crate::io::{ActivityIo, PREFIX_CAPACITY};
+use crate::quiet::Quiet;
 use crate::server::Shared;
 use crate::shutdown::Phase;
 use crate::track::{ConnState, Tracked};
@@ -161,12 +162,22 @@ async fn drive<C>(
             Protocol::Http1 => idle_while_closing(&mut phase, state).await,
         }
     };
-    let mut close_requested = pin!(close_requested);
+    let header_timeout = async {
+        match protocol {
+            Protocol::Http1 => header_read_timeout(state).await,
+            Protocol::Http2 => std::future::pending().await,
+        }
+    };
+    // Internal: woken for every read and write, the task polls these only
+    // when they fire (see `quiet`).
+    let mut close_requested = pin!(Quiet::new(close_requested));
+    let mut cancelled = pin!(Quiet::new(cut.cancelled()));
+    let mut header_timeout = pin!(Quiet::new(header_timeout));
     let mut asked = false;
     loop {
         tokio::select! {
             biased;
-            () = cut.cancelled() => {
+            () = &mut cancelled => {
                 debug!("connection dropped by a forced shutdown");
                 return;
             }
@@ -189,6 +200,29 @@ async fn drive<C>(
                 graceful_shutdown(conn.as_mut());
                 asked = true;
             }
+            () = &mut header_timeout => {
+                // No response is pending, so just close (as hyper does).
+                debug!("no complete request headers within the header read timeout");
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once an HTTP/1 connection has waited the header read timeout
+/// for complete request headers, since it opened or since its last request
+/// ended.
+///
+/// Internal: hyper's own timeout arms and drops a timer for every request.
+/// This one sleeps until the earliest possible deadline and checks again on
+/// waking, so a request costs no timer at all.
+async fn header_read_timeout(state: &ConnState) {
+    let timeout = state.shared.config.header_read_timeout;
+    loop {
+        match state.waiting_for_headers(Instant::now()) {
+            Some(waited) if waited >= timeout => return,
+            Some(waited) => tokio::time::sleep(timeout - waited).await,
+            None => tokio::time::sleep(timeout).await,
         }
     }
 }

@@ -32,6 +32,9 @@ pub(crate) struct ConnState {
     /// Last sign of life, in nanoseconds since `shared.epoch`: bytes read, or
     /// a response finished.
     last_active: AtomicU64,
+    /// When the connection began waiting for request headers: when it
+    /// opened, then whenever a request ended.
+    waiting_since: AtomicU64,
     /// Bytes arrived that no request has claimed yet: a request is on its way.
     request_arriving: AtomicBool,
     /// Wakes the connection task, during shutdown, when a request starts or
@@ -46,6 +49,7 @@ impl ConnState {
             shared,
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(now),
+            waiting_since: AtomicU64::new(now),
             request_arriving: AtomicBool::new(false),
             requests_changed: Notify::new(),
         }
@@ -78,6 +82,18 @@ impl ConnState {
         let now = self.shared.nanos_since_epoch(now);
         let last = self.last_active.load(Ordering::Relaxed);
         Some(Duration::from_nanos(now.saturating_sub(last)))
+    }
+
+    /// How long the connection has been waiting for complete request
+    /// headers at `now` (partial headers do not restart the clock); `None`
+    /// while a request is in flight.
+    pub(crate) fn waiting_for_headers(&self, now: Instant) -> Option<Duration> {
+        if self.busy() {
+            return None;
+        }
+        let now = self.shared.nanos_since_epoch(now);
+        let since = self.waiting_since.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(now.saturating_sub(since)))
     }
 }
 
@@ -220,9 +236,9 @@ impl Drop for RequestGuard {
             let seconds = now.duration_since(self.started).as_secs_f64();
             shared.metrics.observe(self.method, status, seconds);
         }
-        self.conn
-            .last_active
-            .store(shared.nanos_since_epoch(now), Ordering::Relaxed);
+        let now = shared.nanos_since_epoch(now);
+        self.conn.last_active.store(now, Ordering::Relaxed);
+        self.conn.waiting_since.store(now, Ordering::Relaxed);
         self.conn.request_arriving.store(false, Ordering::Relaxed);
         let was_last = self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
         if was_last && shared.lifecycle.phase() >= Phase::Closing {

@@ -236,6 +236,29 @@ fn stalled_connections_are_closed_by_the_header_read_timeout() {
 }
 
 #[test]
+fn the_header_read_timeout_counts_from_the_last_response_and_spares_slow_requests() {
+    let server = Lameduck::start(&["--header-read-timeout", "500ms"]);
+    // A request that outlasts the timeout is not a connection waiting for headers.
+    let mut slow = Conn::connect(server.app).unwrap();
+    assert_eq!(slow.get("/work?ms=800").unwrap().status, 200);
+    // Idle keep-alive connections wait for the next request's headers: the
+    // timeout runs from the last response, and a request restarts it.
+    let mut idle = Conn::connect(server.app).unwrap();
+    assert_eq!(idle.get("/").unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(idle.get("/").unwrap().status, 200);
+    let answered = Instant::now();
+    assert!(!idle.closed_within(Duration::from_millis(300)));
+    assert!(idle.closed_within(PATIENCE));
+    let after = answered.elapsed();
+    assert!(
+        after >= Duration::from_millis(400),
+        "closed {after:?} after the last response"
+    );
+    assert!(slow.closed_within(PATIENCE));
+}
+
+#[test]
 fn stalled_connections_do_not_hold_the_shutdown() {
     let mut server = Lameduck::start(&[]);
     let _silent = Conn::connect(server.app).unwrap();
