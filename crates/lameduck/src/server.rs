@@ -190,6 +190,11 @@ impl Shared {
         }
     }
 
+    /// The instant a timestamp from [`Self::nanos_since_epoch`] stands for.
+    pub(crate) fn instant_at(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
+    }
+
     /// A compact timestamp for per-connection atomics.
     pub(crate) fn nanos_since_epoch(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)

@@ -258,6 +258,51 @@ fn the_header_read_timeout_counts_from_the_last_response_and_spares_slow_request
     assert!(slow.closed_within(PATIENCE));
 }
 
+/// Longer than the idle time after which hyper lets go of a connection.
+const PARKED: Duration = Duration::from_millis(1300);
+
+#[test]
+fn parked_keep_alive_connections_serve_their_next_requests() {
+    let server = Lameduck::start_logging(&[], "info,lameduck::conn=debug");
+    let mut conn = Conn::connect(server.app).unwrap();
+    assert_eq!(conn.get("/").unwrap().status, 200);
+    server.wait_log("idle connection parked");
+    let response = conn.get("/").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(!response.says_close(), "{response:?}");
+    // Pipelined requests on a parked connection are all answered.
+    thread::sleep(PARKED);
+    conn.send_raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.recv().unwrap().status, 200);
+    assert_eq!(conn.recv().unwrap().status, 404);
+    assert_eq!(
+        server.metrics().value("http_server_open_connections"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn parked_connections_follow_the_shutdown_sequence() {
+    let mut server = Lameduck::start(&["--drain-delay", "2s"]);
+    let mut used = Conn::connect(server.app).unwrap();
+    let mut idle = Conn::connect(server.app).unwrap();
+    for conn in [&mut used, &mut idle] {
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+    thread::sleep(PARKED);
+    server.terminate();
+    // Draining: a request on a parked connection is served, and told to go.
+    let response = used.get("/").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.says_close(), "{response:?}");
+    assert!(used.closed_within(PATIENCE));
+    // Left alone while draining, closed once closing.
+    assert!(!idle.closed_within(Duration::from_millis(500)));
+    assert!(idle.closed_within(PATIENCE));
+    assert_eq!(server.exit_code(), 0);
+}
+
 #[test]
 fn stalled_connections_do_not_hold_the_shutdown() {
     let mut server = Lameduck::start(&[]);
