@@ -16,6 +16,14 @@ use crate::wrk::Wrk;
 /// Longest any single socket operation of the harness may wait.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long idle connections sit before they are measured: past lameduck's
+/// `--idle-grace` (250ms) and past the second after which it parks an idle
+/// HTTP/1 connection.
+pub const IDLE_SIT: Duration = Duration::from_secs(2);
+
+/// `--header-read-timeout` while thousands of idle connections are held.
+pub const IDLE_HEADER_READ_TIMEOUT: &str = "60s";
+
 /// What to run and how much of it.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -303,14 +311,19 @@ pub fn shutdown_and_memory(
 
     // Idle keep-alive connections. With the default --idle-grace (250ms) a
     // connection idle for longer than the grace is closed as soon as Closing
-    // starts; the harness lets them sit for 1 s first, as idle pooled
-    // connections do. The --idle-grace 0s runs are for comparison.
+    // starts; the harness lets them sit first, as idle pooled connections
+    // do. The --idle-grace 0s runs are for comparison. A longer header read
+    // timeout keeps the keep-alive bound (10 s by default) from closing the
+    // first connections while the last are still being opened.
     for (grace, samples) in [
         (None, &mut shutdown.idle_conns_ms),
         (Some("0s"), &mut shutdown.idle_conns_zero_grace_ms),
     ] {
         for _ in 0..plan.heavy_repeats {
-            let extra: Vec<&str> = grace.map_or(vec![], |g| vec!["--idle-grace", g]);
+            let mut extra = vec!["--header-read-timeout", IDLE_HEADER_READ_TIMEOUT];
+            if let Some(grace) = grace {
+                extra.extend(["--idle-grace", grace]);
+            }
             let mut server = plan.start_lameduck(&extra)?;
             let clients = open_idle(server.listen, plan.idle_connections)?;
             wait_for_gauge(
@@ -318,7 +331,7 @@ pub fn shutdown_and_memory(
                 "http_server_open_connections",
                 plan.idle_connections as f64,
             )?;
-            thread::sleep(Duration::from_secs(1));
+            thread::sleep(IDLE_SIT);
             if grace.is_none() {
                 memory.lameduck_conns.push(server.rss_bytes()? as f64);
             }
@@ -390,7 +403,7 @@ pub fn shutdown_and_memory(
         thread::sleep(Duration::from_millis(200));
         memory.baseline_idle.push(server.rss_bytes()? as f64);
         let clients = open_idle(server.listen, plan.idle_connections)?;
-        thread::sleep(Duration::from_secs(1));
+        thread::sleep(IDLE_SIT);
         memory.baseline_conns.push(server.rss_bytes()? as f64);
         drop(server);
         drop(clients);

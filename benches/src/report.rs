@@ -397,8 +397,10 @@ fn shutdown_section(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "From just before `kill(SIGTERM)` to the moment the harness reaps the process \
-         (`--drain-delay 0s`, every other flag at its default unless noted). Every \
-         shutdown measured ended gracefully (exit 0).\n"
+         (`--drain-delay 0s`, every other flag at its default unless noted; with the idle \
+         connections, `--header-read-timeout 60s`, so that the keep-alive bound does not \
+         close the first ones while the last are opened). Every shutdown measured ended \
+         gracefully (exit 0).\n"
     );
     header(out, &["scenario", "every measurement"]);
     let ms = |v: &[f64]| list(Unit::Millis, v);
@@ -406,7 +408,7 @@ fn shutdown_section(out: &mut String, r: &Results) {
     row(
         out,
         &[
-            format!("{idle} idle keep-alive connections, idle for 1 s (> `--idle-grace` 250ms)"),
+            format!("{idle} idle keep-alive connections, idle for 2 s"),
             ms(&s.idle_conns_ms),
         ],
     );
@@ -466,7 +468,8 @@ fn memory_section(out: &mut String, r: &Results) {
         out,
         "`VmRSS` from `/proc/PID/status`: idle is after one answered request whose \
          connection closed; with connections, after {idle} keep-alive connections have \
-         each had one `GET /` answered and sat idle for 1 s.\n"
+         each had one `GET /` answered and sat idle for 2 s (lameduck has parked them: \
+         see below).\n"
     );
     header(out, &["server", "state", "every measurement"]);
     let mib = |v: &[f64]| list(Unit::Bytes, v);
@@ -557,8 +560,10 @@ fn method_section(out: &mut String, r: &Results) {
          - With the default `--idle-grace` (250ms) a keep-alive connection idle for longer \
          than the grace closes as soon as closing starts; one used more recently gets one \
          more response instead (the race that the grace avoids). The idle connections \
-         here sit for 1 s, as pooled connections do, so the figure is the time to close \
-         them, not the grace; the `--idle-grace 0s` row shows the same with no grace.\n\
+         here sit for 2 s, as pooled connections do, so the figure is the time to close \
+         them, not the grace; the `--idle-grace 0s` row shows the same with no grace. \
+         lameduck parks an HTTP/1 connection idle for 1 s (hyper lets go of it and its \
+         buffers; the next request rebuilds them), so these are parked connections.\n\
          - Under load, wrk keeps {} connections busy; each gets its response with \
          `Connection: close`, and wrk's reconnections are refused once the listener \
          closes.\n\
