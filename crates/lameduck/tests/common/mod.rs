@@ -273,6 +273,19 @@ impl Conn {
         }
     }
 
+    /// Reads exactly `n` bytes past what responses consumed (an upgraded protocol).
+    pub fn read_raw(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            let mut chunk = [0; 4096];
+            let read = self.stream.read(&mut chunk)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
         self.send(path)?;
         self.recv()
