@@ -39,14 +39,22 @@ impl Machine {
     }
 }
 
-/// The first `model name` of `/proc/cpuinfo`.
+/// The first `model name` of `/proc/cpuinfo`, with its family and model
+/// numbers (virtual machines often show only a generic name).
 pub fn cpu_model(cpuinfo: &str) -> Option<String> {
-    cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let name = field("model name")?;
+    Some(match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!("{name} (family {family}, model {model})"),
+        _ => name,
+    })
 }
 
 /// The 1-, 5- and 15-minute load averages.
@@ -124,8 +132,15 @@ mod tests {
 
     #[test]
     fn reads_the_cpu_model() {
-        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14\n";
-        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 9R14"));
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nprocessor\t: 1\nmodel name\t: AMD EPYC\n";
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("AMD EPYC (family 25, model 17)")
+        );
+        assert_eq!(
+            cpu_model("model name\t: AMD EPYC 9R14\n").as_deref(),
+            Some("AMD EPYC 9R14")
+        );
         assert_eq!(cpu_model("processor : 0\n"), None);
     }
 
