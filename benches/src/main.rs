@@ -149,6 +149,7 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
             .baseline
             .clone()
             .map_or_else(|| sibling("bare-hyper"), Ok)?,
+        close_only: sibling("close-only")?,
         wrk,
         connections: vec![10, 256],
         pairs: usize::from(args.pairs),

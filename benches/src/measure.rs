@@ -31,6 +31,8 @@ pub struct Plan {
     pub lameduck: PathBuf,
     /// The bare hyper binary.
     pub baseline: PathBuf,
+    /// The close-only binary: the floor under the idle-connections shutdown.
+    pub close_only: PathBuf,
     /// wrk.
     pub wrk: Wrk,
     /// Connection counts for the throughput runs.
@@ -394,6 +396,27 @@ pub fn shutdown_and_memory(
         "  {} in flight, exit after last response: {:?} ms",
         plan.in_flight,
         rounded(&shutdown.in_flight_after_last_ms)
+    ));
+
+    // The floor: a tokio server that only holds the sockets and closes them.
+    for _ in 0..plan.heavy_repeats {
+        let mut server = Server::start(&plan.close_only, &[])?;
+        let clients = open_idle(server.listen, plan.idle_connections)?;
+        thread::sleep(IDLE_SIT);
+        memory.close_only_conns.push(server.rss_bytes()? as f64);
+        let exit = server.terminate()?;
+        ensure!(
+            exit.status.success(),
+            "close-only exited with {}",
+            exit.status
+        );
+        shutdown.close_only_ms.push(millis(exit.after_signal));
+        drop(clients);
+    }
+    log(&format!(
+        "  close-only baseline, {} idle connections: {:?} ms",
+        plan.idle_connections,
+        rounded(&shutdown.close_only_ms)
     ));
 
     // The baseline's memory in the same two states.

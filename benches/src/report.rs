@@ -43,8 +43,21 @@ pub struct Figure {
     pub samples: Vec<f64>,
     /// What it should be.
     pub goal: Goal,
-    /// The baseline's median in the same state, where it has one.
-    pub baseline: Option<f64>,
+    /// A baseline's median in the same state, where there is one.
+    pub baseline: Option<Baseline>,
+}
+
+/// A baseline figure measured in the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    /// Its median.
+    pub value: f64,
+    /// Which baseline.
+    pub what: &'static str,
+}
+
+fn baseline(samples: &[f64], what: &'static str) -> Option<Baseline> {
+    median(samples).map(|value| Baseline { value, what })
 }
 
 impl Figure {
@@ -119,7 +132,7 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             unit: Unit::Millis,
             samples: s.idle_conns_ms.clone(),
             goal: Goal::AtMost(50.0),
-            baseline: None,
+            baseline: baseline(&s.close_only_ms, "close only"),
         },
         Figure {
             name: format!("Shutdown, {idle} idle keep-alive connections, `--idle-grace 0s`"),
@@ -153,14 +166,14 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             unit: Unit::Bytes,
             samples: m.lameduck_idle.clone(),
             goal: Goal::AtMost(10.0 * MIB),
-            baseline: median(&m.baseline_idle),
+            baseline: baseline(&m.baseline_idle, "bare hyper"),
         },
         Figure {
             name: format!("RSS, {idle} idle keep-alive connections"),
             unit: Unit::Bytes,
             samples: m.lameduck_conns.clone(),
             goal: Goal::AtMost(64.0 * MIB),
-            baseline: median(&m.baseline_conns),
+            baseline: baseline(&m.baseline_conns, "bare hyper"),
         },
         Figure {
             name: format!(
@@ -240,7 +253,7 @@ pub fn headline(figures: &[Figure]) -> String {
             "n",
             "goal",
             "verdict",
-            "bare hyper",
+            "baseline, same run",
         ],
     );
     for f in figures {
@@ -263,7 +276,10 @@ pub fn headline(figures: &[Figure]) -> String {
                 n,
                 f.goal_text(),
                 f.verdict().to_string(),
-                f.baseline.map_or_else(|| "—".into(), |b| f.unit.format(b)),
+                f.baseline.as_ref().map_or_else(
+                    || "—".into(),
+                    |b| format!("{} ({})", f.unit.format(b.value), b.what),
+                ),
             ],
         );
     }
@@ -304,7 +320,9 @@ pub fn markdown(r: &Results) -> String {
         "\n*Spread* is the interquartile range (Q3 − Q1) of the repeated measurements, \
          quantiles interpolated linearly. A figure *misses, within spread* when its median \
          misses the goal by no more than that; `just bench-check` fails only on *MISSES*. \
-         The bare hyper column is the baseline in the same state, in the same run.\n"
+         The baseline column is measured in the same state, in the same run: *bare hyper* \
+         is the hyper server of `benches/`, *close only* a tokio server that holds the same \
+         connections and on SIGTERM only closes them (see below).\n"
     );
 
     throughput_section(&mut out, r);
@@ -422,6 +440,13 @@ fn shutdown_section(out: &mut String, r: &Results) {
     row(
         out,
         &[
+            format!("close-only baseline, {idle} idle keep-alive connections"),
+            ms(&s.close_only_ms),
+        ],
+    );
+    row(
+        out,
+        &[
             format!(
                 "{} busy keep-alive connections (wrk)",
                 thousands(r.setup.busy_connections as usize)
@@ -497,6 +522,14 @@ fn memory_section(out: &mut String, r: &Results) {
             mib(&m.baseline_conns),
         ],
     );
+    row(
+        out,
+        &[
+            "close only".into(),
+            format!("{idle} connections"),
+            mib(&m.close_only_conns),
+        ],
+    );
     out.push('\n');
 }
 
@@ -564,6 +597,12 @@ fn method_section(out: &mut String, r: &Results) {
          them, not the grace; the `--idle-grace 0s` row shows the same with no grace. \
          lameduck parks an HTTP/1 connection idle for 1 s (hyper lets go of it and its \
          buffers; the next request rebuilds them), so these are parked connections.\n\
+         - The close-only baseline (`benches/src/bin/close-only.rs`) is a tokio server \
+         with lameduck's runtime and worker count that answers one `GET /` per connection, \
+         keeps the sockets and, on SIGTERM, only closes them, one task per worker, and \
+         exits: the kernel's share of closing the connections (TCP close over loopback, \
+         where the server's CPU also pays for the client side's FIN handling, and epoll \
+         deregistration) and of exiting.\n\
          - Under load, wrk keeps {} connections busy; each gets its response with \
          `Connection: close`, and wrk's reconnections are refused once the listener \
          closes.\n\
@@ -655,12 +694,14 @@ mod tests {
                 busy_completed: vec![1000],
                 in_flight_after_last_ms: vec![0.5],
                 in_flight_total_ms: vec![500.0],
+                close_only_ms: vec![20.0],
             },
             memory: Memory {
                 lameduck_idle: vec![5.0 * MIB],
                 lameduck_conns: vec![40.0 * MIB],
                 baseline_idle: vec![4.0 * MIB],
                 baseline_conns: vec![30.0 * MIB],
+                close_only_conns: vec![8.0 * MIB],
             },
             metrics: MetricsRender {
                 requests: 1_000_006.0,
@@ -689,7 +730,14 @@ mod tests {
         assert_eq!(figures.len(), 9);
         assert!(failures(&figures).is_empty(), "{:?}", failures(&figures));
         assert_eq!(figures[0].verdict(), Verdict::Meets);
-        assert_eq!(figures[6].baseline, Some(4.0 * MIB));
+        assert_eq!(
+            figures[6].baseline,
+            Some(Baseline {
+                value: 4.0 * MIB,
+                what: "bare hyper"
+            })
+        );
+        assert_eq!(figures[2].baseline.as_ref().map(|b| b.value), Some(20.0));
         assert_eq!(figures[8].samples, vec![100.0, 110.0]);
         assert_eq!(figures[8].verdict(), Verdict::NoGoal);
     }

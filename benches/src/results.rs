@@ -68,6 +68,8 @@ pub struct Shutdown {
     pub in_flight_after_last_ms: Vec<f64>,
     /// SIGTERM to exit in the same runs.
     pub in_flight_total_ms: Vec<f64>,
+    /// SIGTERM to exit of the close-only baseline holding the idle connections.
+    pub close_only_ms: Vec<f64>,
 }
 
 /// Resident set sizes in bytes, one per repetition.
@@ -81,6 +83,8 @@ pub struct Memory {
     pub baseline_idle: Vec<f64>,
     /// The bare hyper server with the idle keep-alive connections open.
     pub baseline_conns: Vec<f64>,
+    /// The close-only baseline with the idle keep-alive connections open.
+    pub close_only_conns: Vec<f64>,
 }
 
 /// `/metrics` timed on a server that has served many requests.
