@@ -494,7 +494,10 @@ fn memory_section(out: &mut String, r: &Results) {
         "`VmRSS` from `/proc/PID/status`: idle is after one answered request whose \
          connection closed; with connections, after {idle} keep-alive connections have \
          each had one `GET /` answered and sat idle for 2 s (lameduck has parked them: \
-         see below).\n"
+         see below). lameduck's figure with connections depends on how fast they came: \
+         the buffers hyper frees when a connection is parked stay mapped by the C \
+         allocator, between allocations that live on, and a connection used within the \
+         last second is not parked yet; the harness opens them as fast as it can.\n"
     );
     header(out, &["server", "state", "every measurement"]);
     let mib = |v: &[f64]| list(Unit::Bytes, v);
