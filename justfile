@@ -93,3 +93,17 @@ _e2e-build:
 
 _render values:
     python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json
+
+# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics); writes BENCHMARKS.md.
+bench *ARGS: setup-bench
+    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo run --release --locked --quiet -p lameduck-bench -- {{ARGS}}
+
+# Like `bench`, then exit non-zero if a figure misses its goal by more than its measured spread.
+bench-check *ARGS: setup-bench
+    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo run --release --locked --quiet -p lameduck-bench -- --check {{ARGS}}
+
+# Install what the benchmarks need besides Rust (wrk).
+setup-bench:
+    scripts/setup-debian wrk

@@ -48,7 +48,9 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
                 let response = respond(&routes, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let conn = shared.h1.serve_connection(TokioIo::new(stream), service);
+            let conn = shared
+                .admin_h1
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 result = conn => if let Err(error) = result {
                     debug!(%error, "admin connection ended with an error");

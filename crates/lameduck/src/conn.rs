@@ -10,11 +10,15 @@
 //!   are left alone until closing, then closed once idle for `idle_grace`: a
 //!   connection used more recently may be carrying the client's next request,
 //!   and closing it would race that request.
+//! - An HTTP/1 connection idle for a second is parked: hyper lets go of it
+//!   (and of its buffers) and the task waits for the next request with
+//!   nothing but the socket, as it did for the first; the shutdown treats it
+//!   as any idle connection.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use http_body::Body;
@@ -28,6 +32,7 @@ use tracing::debug;
 
 use crate::BoxError;
 use crate::io::{ActivityIo, PREFIX_CAPACITY};
+use crate::quiet::Quiet;
 use crate::server::Shared;
 use crate::shutdown::Phase;
 use crate::track::{ConnState, Tracked};
@@ -48,7 +53,11 @@ pub(crate) async fn serve<S, B>(
     cut: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: Body + Send + 'static,
@@ -57,50 +66,79 @@ pub(crate) async fn serve<S, B>(
 {
     let state = Arc::new(ConnState::new(shared));
     let _open = OpenConnection::new(&state.shared);
-    let mut prefix = [0; PREFIX_CAPACITY];
-    let Some((protocol, len)) = detect(&mut stream, &mut prefix, &state, &cut).await else {
-        return;
-    };
-    let io = TokioIo::new(ActivityIo::new(stream, &prefix[..len], Arc::clone(&state)));
     let service = Tracked::new(service, Arc::clone(&state));
-    let shared = &state.shared;
-    match protocol {
-        Protocol::Http1 => {
-            let conn = shared.h1.serve_connection(io, service).with_upgrades();
-            drive(
-                pin!(conn),
-                |c| c.graceful_shutdown(),
-                protocol,
-                &state,
-                &cut,
-            )
-            .await;
-        }
-        Protocol::Http2 => {
-            let conn = shared.h2.serve_connection(io, service);
-            drive(
-                pin!(conn),
-                |c| c.graceful_shutdown(),
-                protocol,
-                &state,
-                &cut,
-            )
-            .await;
+    let mut parked = false;
+    loop {
+        let mut prefix = [0; PREFIX_CAPACITY];
+        // A parked connection goes on with HTTP/1.
+        let Some((protocol, len)) = detect(&mut stream, &mut prefix, &state, &cut, !parked).await
+        else {
+            return;
+        };
+        let io = TokioIo::new(ActivityIo::new(stream, &prefix[..len], Arc::clone(&state)));
+        let shared = &state.shared;
+        // Internal: boxed, so that a parked connection's task holds neither
+        // hyper's connection state nor its buffers.
+        let outcome = match protocol {
+            Protocol::Http1 => {
+                let conn = shared.h1.serve_connection(io, service.clone());
+                let mut conn = Box::pin(conn.with_upgrades());
+                drive(
+                    conn.as_mut(),
+                    |c| c.graceful_shutdown(),
+                    protocol,
+                    &state,
+                    &cut,
+                )
+                .await
+            }
+            Protocol::Http2 => {
+                let mut conn = Box::pin(shared.h2.serve_connection(io, service.clone()));
+                drive(
+                    conn.as_mut(),
+                    |c| c.graceful_shutdown(),
+                    protocol,
+                    &state,
+                    &cut,
+                )
+                .await
+            }
+        };
+        match (outcome, state.take_parked()) {
+            (Outcome::Parked, Some(socket)) => {
+                stream = socket;
+                parked = true;
+            }
+            _ => return,
         }
     }
 }
 
-/// Reads until the bytes tell HTTP/2's preface from anything else (treated
-/// as HTTP/1), within the header read timeout. Returns the protocol and how
-/// many bytes of `buf` were read; `None` if the connection should just close.
+/// How [`drive`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The connection is closed.
+    Closed,
+    /// hyper let go of an idle HTTP/1 connection; its socket is parked.
+    Parked,
+}
+
+/// Waits for a request's first bytes, within the header read timeout; with
+/// `allow_h2`, reads until they tell HTTP/2's preface from anything else
+/// (treated as HTTP/1). Returns the protocol and how many bytes of `buf`
+/// were read; `None` if the connection should just close.
+///
+/// A new connection starts here, and so does a parked one: idle, it holds
+/// nothing but its socket.
 async fn detect(
     stream: &mut TcpStream,
     buf: &mut [u8; PREFIX_CAPACITY],
     state: &ConnState,
     cut: &CancellationToken,
+    allow_h2: bool,
 ) -> Option<(Protocol, usize)> {
     let shared = &state.shared;
-    let deadline = Instant::now() + shared.config.header_read_timeout;
+    let deadline = state.header_deadline();
     let mut phase = shared.lifecycle.subscribe();
     let mut len = 0;
     loop {
@@ -123,7 +161,7 @@ async fn detect(
                 len += n;
             }
         }
-        if buf[..len] != H2_PREFACE[..len] {
+        if !allow_h2 || buf[..len] != H2_PREFACE[..len] {
             return Some((Protocol::Http1, len));
         }
         if len == H2_PREFACE.len() {
@@ -132,14 +170,16 @@ async fn detect(
     }
 }
 
-/// Serves `conn` to its end, asking it to close when the shutdown phase says so.
+/// Serves `conn` to its end, asking it to close when the shutdown phase says
+/// so; an HTTP/1 connection idle for [`PARK_AFTER`] is parked instead.
 async fn drive<C>(
     mut conn: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
     protocol: Protocol,
     state: &ConnState,
     cut: &CancellationToken,
-) where
+) -> Outcome
+where
     C: Future<Output = hyper::Result<()>>,
 {
     let mut phase = state.shared.lifecycle.subscribe();
@@ -161,20 +201,42 @@ async fn drive<C>(
             Protocol::Http1 => idle_while_closing(&mut phase, state).await,
         }
     };
-    let mut close_requested = pin!(close_requested);
+    let header_timeout = async {
+        match protocol {
+            Protocol::Http1 => header_read_timeout(state).await,
+            Protocol::Http2 => std::future::pending().await,
+        }
+    };
+    // Internal: woken for every read and write, the task polls these only
+    // when they fire (see `quiet`).
+    let mut close_requested = pin!(Quiet::new(close_requested));
+    let mut cancelled = pin!(Quiet::new(cut.cancelled()));
+    let mut header_timeout = pin!(Quiet::new(header_timeout));
+    let park = async {
+        match protocol {
+            Protocol::Http1 => idle_at_least(state, PARK_AFTER).await,
+            Protocol::Http2 => std::future::pending().await,
+        }
+    };
+    let mut park = pin!(Quiet::new(park));
     let mut asked = false;
+    let mut parking = false;
     loop {
         tokio::select! {
             biased;
-            () = cut.cancelled() => {
+            () = &mut cancelled => {
                 debug!("connection dropped by a forced shutdown");
-                return;
+                return Outcome::Closed;
             }
             result = conn.as_mut() => {
                 if let Err(error) = result {
                     debug!(%error, "connection ended with an error");
                 }
-                return;
+                if parking {
+                    debug!("idle connection parked");
+                    return Outcome::Parked;
+                }
+                return Outcome::Closed;
             }
             () = &mut close_requested, if !asked => {
                 if protocol == Protocol::Http1 && state.request_arriving() {
@@ -182,13 +244,64 @@ async fn drive<C>(
                     // hyper would wait for the header read timeout, and the
                     // shutdown with it. No response is pending, so just close.
                     debug!("closing a connection stalled in its request headers");
-                    return;
+                    return Outcome::Closed;
                 }
                 // HTTP/2: GOAWAY, the connection ends with its last stream.
                 // HTTP/1: idle, so hyper closes it at once.
                 graceful_shutdown(conn.as_mut());
                 asked = true;
             }
+            () = &mut header_timeout => {
+                // No response is pending, so just close (as hyper does).
+                debug!("no complete request headers within the header read timeout");
+                return Outcome::Closed;
+            }
+            () = &mut park, if !asked => {
+                // Internal: idle, nothing arriving, and hyper is polled only
+                // by this task: it closes at once and hands the socket back
+                // (see `io`). Bytes arriving meanwhile wait in the socket.
+                state.start_parking();
+                graceful_shutdown(conn.as_mut());
+                asked = true;
+                parking = true;
+            }
+        }
+    }
+}
+
+/// Resolves once an HTTP/1 connection has waited the header read timeout
+/// for complete request headers, since it opened or since its last request
+/// ended.
+///
+/// Internal: hyper's own timeout arms and drops a timer for every request.
+/// This one sleeps until the earliest possible deadline and checks again on
+/// waking, so a request costs no timer at all.
+async fn header_read_timeout(state: &ConnState) {
+    let timeout = state.shared.config.header_read_timeout;
+    loop {
+        match state.waiting_for_headers(Instant::now()) {
+            Some(waited) if waited >= timeout => return,
+            Some(waited) => tokio::time::sleep(timeout - waited).await,
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
+}
+
+/// How long an HTTP/1 connection must have been idle before it is parked:
+/// hyper lets go of it, and with it of its buffers (about 16 KiB), and the
+/// task waits for the next request with nothing but the socket. Rebuilding
+/// hyper's state for the next request takes microseconds, nothing next to a
+/// second of idleness.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Resolves once the connection has been idle for `after` with no request
+/// on its way. Lazy, like [`header_read_timeout`].
+async fn idle_at_least(state: &ConnState, after: Duration) {
+    loop {
+        match state.idle_for(Instant::now()) {
+            Some(idle) if idle >= after && !state.request_arriving() => return,
+            Some(idle) if idle < after => tokio::time::sleep(after - idle).await,
+            _ => tokio::time::sleep(after).await,
         }
     }
 }

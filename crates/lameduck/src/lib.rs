@@ -56,6 +56,7 @@ mod conn;
 mod error;
 mod io;
 mod metrics;
+mod quiet;
 mod server;
 mod shutdown;
 mod track;

@@ -161,15 +161,21 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) metrics: Metrics,
+    /// Application HTTP/1: no hyper timer. Its header read timeout would arm
+    /// and drop a timer for every request; `conn` enforces it lazily instead.
     pub(crate) h1: http1::Builder,
+    /// Admin HTTP/1, with hyper's own header read timeout.
+    pub(crate) admin_h1: http1::Builder,
     pub(crate) h2: http2::Builder<TokioExecutor>,
     epoch: Instant,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config, metrics: Metrics, clock: Arc<ShutdownClock>) -> Self {
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
+        let h1 = http1::Builder::new();
+        let mut admin_h1 = http1::Builder::new();
+        admin_h1
+            .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
@@ -178,9 +184,15 @@ impl Shared {
             lifecycle: Lifecycle::new(clock),
             metrics,
             h1,
+            admin_h1,
             h2,
             epoch: Instant::now(),
         }
+    }
+
+    /// The instant a timestamp from [`Self::nanos_since_epoch`] stands for.
+    pub(crate) fn instant_at(&self, nanos: u64) -> Instant {
+        self.epoch + Duration::from_nanos(nanos)
     }
 
     /// A compact timestamp for per-connection atomics.

@@ -8,8 +8,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::metrics::method_index;
@@ -32,8 +33,16 @@ pub(crate) struct ConnState {
     /// Last sign of life, in nanoseconds since `shared.epoch`: bytes read, or
     /// a response finished.
     last_active: AtomicU64,
+    /// When the connection began waiting for request headers: when it
+    /// opened, then whenever a request ended.
+    waiting_since: AtomicU64,
     /// Bytes arrived that no request has claimed yet: a request is on its way.
     request_arriving: AtomicBool,
+    /// Set while an idle HTTP/1 connection is being parked: hyper hands the
+    /// socket back instead of shutting it down (see `conn`).
+    parking: AtomicBool,
+    /// The socket, once hyper has let go of it.
+    parked: Mutex<Option<TcpStream>>,
     /// Wakes the connection task, during shutdown, when a request starts or
     /// the last one finishes.
     pub(crate) requests_changed: Notify,
@@ -46,7 +55,10 @@ impl ConnState {
             shared,
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(now),
+            waiting_since: AtomicU64::new(now),
             request_arriving: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
+            parked: Mutex::new(None),
             requests_changed: Notify::new(),
         }
     }
@@ -78,6 +90,48 @@ impl ConnState {
         let now = self.shared.nanos_since_epoch(now);
         let last = self.last_active.load(Ordering::Relaxed);
         Some(Duration::from_nanos(now.saturating_sub(last)))
+    }
+
+    /// When the header read timeout of the request now awaited expires.
+    pub(crate) fn header_deadline(&self) -> Instant {
+        let since = self.waiting_since.load(Ordering::Relaxed);
+        self.shared.instant_at(since) + self.shared.config.header_read_timeout
+    }
+
+    /// Asks the socket's next shutdown to hand the socket back instead.
+    pub(crate) fn start_parking(&self) {
+        self.parking.store(true, Ordering::Release);
+    }
+
+    /// Whether a shutdown of the socket should hand it back.
+    pub(crate) fn parking(&self) -> bool {
+        self.parking.load(Ordering::Acquire)
+    }
+
+    /// Keeps the socket hyper let go of.
+    pub(crate) fn keep_parked(&self, stream: TcpStream) {
+        *self.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(stream);
+    }
+
+    /// The parked socket, if hyper handed it back; ends the parking.
+    pub(crate) fn take_parked(&self) -> Option<TcpStream> {
+        self.parking.store(false, Ordering::Release);
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// How long the connection has been waiting for complete request
+    /// headers at `now` (partial headers do not restart the clock); `None`
+    /// while a request is in flight.
+    pub(crate) fn waiting_for_headers(&self, now: Instant) -> Option<Duration> {
+        if self.busy() {
+            return None;
+        }
+        let now = self.shared.nanos_since_epoch(now);
+        let since = self.waiting_since.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(now.saturating_sub(since)))
     }
 }
 
@@ -220,9 +274,9 @@ impl Drop for RequestGuard {
             let seconds = now.duration_since(self.started).as_secs_f64();
             shared.metrics.observe(self.method, status, seconds);
         }
-        self.conn
-            .last_active
-            .store(shared.nanos_since_epoch(now), Ordering::Relaxed);
+        let now = shared.nanos_since_epoch(now);
+        self.conn.last_active.store(now, Ordering::Relaxed);
+        self.conn.waiting_since.store(now, Ordering::Relaxed);
         self.conn.request_arriving.store(false, Ordering::Relaxed);
         let was_last = self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
         if was_last && shared.lifecycle.phase() >= Phase::Closing {

@@ -171,3 +171,65 @@ async fn two_servers_cannot_share_one_registry() {
     let error = serve(registry).await.unwrap_err();
     assert!(matches!(error, lameduck::Error::Metrics(_)), "{error}");
 }
+
+/// Answers `Upgrade: echo` with 101 and then echoes four bytes; anything else with 200.
+async fn echo_upgrade(
+    mut request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if request.headers().get(http::header::UPGRADE).is_none() {
+        return Ok(hyper::Response::new("plain\n".into()));
+    }
+    tokio::spawn(async move {
+        let upgraded = hyper::upgrade::on(&mut request).await.unwrap();
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut bytes = [0; 4];
+        io.read_exact(&mut bytes).await.unwrap();
+        io.write_all(&bytes).await.unwrap();
+    });
+    let mut response = hyper::Response::new(http_body_util::Full::default());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONNECTION, "upgrade".parse().unwrap());
+    headers.insert(http::header::UPGRADE, "echo".parse().unwrap());
+    Ok(response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_are_handed_over_on_new_and_parked_connections() {
+    let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = app_listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(Server::new(Config::default()).serve(
+        app_listener,
+        admin,
+        hyper::service::service_fn(echo_upgrade),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let upgrade = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n";
+    tokio::task::spawn_blocking(move || {
+        let mut fresh = Conn::connect(addr).unwrap();
+        let mut parked = Conn::connect(addr).unwrap();
+        assert_eq!(parked.get("/").unwrap().status, 200);
+        // Past the idle second after which hyper lets go of the connection.
+        std::thread::sleep(Duration::from_millis(1300));
+        for conn in [&mut fresh, &mut parked] {
+            conn.send_raw(upgrade).unwrap();
+            assert_eq!(conn.recv().unwrap().status, 101);
+            conn.send_raw(b"ping").unwrap();
+            assert_eq!(conn.read_raw(4).unwrap(), b"ping");
+        }
+    })
+    .await
+    .unwrap();
+    stop.send(()).unwrap();
+    let report = tokio::time::timeout(PATIENCE, served)
+        .await
+        .expect("upgraded connections are no longer tracked")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Phase::Done);
+}

@@ -31,6 +31,11 @@ impl Lameduck {
     /// Starts the binary with `args` on `127.0.0.1:0` ports and JSON logs, and
     /// waits until it serves.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "info")
+    }
+
+    /// Like [`Lameduck::start`], with `RUST_LOG` set to `filter`.
+    pub fn start_logging(args: &[&str], filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
             .args([
                 "serve",
@@ -41,7 +46,7 @@ impl Lameduck {
             ])
             .args(["--log-format", "json"])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env("POD_NAME", "test-replica")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -266,6 +271,19 @@ impl Conn {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// Reads exactly `n` bytes past what responses consumed (an upgraded protocol).
+    pub fn read_raw(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            let mut chunk = [0; 4096];
+            let read = self.stream.read(&mut chunk)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+        Ok(self.buf.drain(..n).collect())
     }
 
     pub fn get(&mut self, path: &str) -> io::Result<Response> {

@@ -1,0 +1,13 @@
+//! Benchmarks lameduck against a bare hyper server in one run: throughput and
+//! latency under wrk, shutdown latency, memory, and `/metrics` rendering. The
+//! `lameduck-bench` binary runs them and writes BENCHMARKS.md; `bare-hyper`
+//! is the baseline server.
+
+pub mod http;
+pub mod machine;
+pub mod measure;
+pub mod process;
+pub mod report;
+pub mod results;
+pub mod stats;
+pub mod wrk;

@@ -1,0 +1,487 @@
+//! The measurements. Every loop here is bounded in count and in time, and
+//! every address is on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::http::{self, Client};
+use crate::process::{self, Exit, REPLICA, Server};
+use crate::results::{Memory, MetricsRender, Pair, Shutdown, Throughput};
+use crate::wrk::Wrk;
+
+/// Longest any single socket operation of the harness may wait.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long idle connections sit before they are measured: past lameduck's
+/// `--idle-grace` (250ms) and past the second after which it parks an idle
+/// HTTP/1 connection.
+pub const IDLE_SIT: Duration = Duration::from_secs(2);
+
+/// `--header-read-timeout` while thousands of idle connections are held.
+pub const IDLE_HEADER_READ_TIMEOUT: &str = "60s";
+
+/// What to run and how much of it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The lameduck binary.
+    pub lameduck: PathBuf,
+    /// The bare hyper binary.
+    pub baseline: PathBuf,
+    /// The close-only binary: the floor under the idle-connections shutdown.
+    pub close_only: PathBuf,
+    /// wrk.
+    pub wrk: Wrk,
+    /// Connection counts for the throughput runs.
+    pub connections: Vec<u32>,
+    /// A B pairs per connection count.
+    pub pairs: usize,
+    /// Length of one wrk run.
+    pub run: Duration,
+    /// Unrecorded run before each connection count's pairs.
+    pub warmup: Duration,
+    /// Repetitions of the cheap shutdown measurements (idle, in flight).
+    pub repeats: usize,
+    /// Repetitions of the ones that hold thousands of connections.
+    pub heavy_repeats: usize,
+    /// Idle keep-alive connections for the shutdown and memory figures.
+    pub idle_connections: usize,
+    /// Busy keep-alive connections for the shutdown under load.
+    pub busy_connections: u32,
+    /// `/work` requests in flight at the signal.
+    pub in_flight: usize,
+    /// Requests the server has served before `/metrics` is timed.
+    pub metrics_after: u64,
+    /// Timed `/metrics` requests.
+    pub metrics_samples: usize,
+}
+
+/// lameduck's arguments: free loopback ports, JSON logs, default shutdown settings.
+fn lameduck_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+impl Plan {
+    fn start_lameduck(&self, extra: &[&str]) -> anyhow::Result<Server> {
+        Server::start(&self.lameduck, &lameduck_args(extra))
+    }
+
+    fn start_baseline(&self) -> anyhow::Result<Server> {
+        Server::start(&self.baseline, &["127.0.0.1:0"])
+    }
+}
+
+/// Both servers must give `GET /` the same answer, or the comparison means nothing.
+fn same_answer(lameduck: &Server, baseline: &Server) -> anyhow::Result<()> {
+    let a = http::get(lameduck.listen, "/", SOCKET_TIMEOUT)?;
+    let b = http::get(baseline.listen, "/", SOCKET_TIMEOUT)?;
+    ensure!(a.status == 200, "lameduck answered {}", a.status);
+    ensure!(a.status == b.status, "status {} vs {}", a.status, b.status);
+    ensure!(a.body == b.body, "bodies differ");
+    ensure!(a.body == REPLICA.as_bytes(), "unexpected body");
+    ensure!(
+        a.header("content-type") == b.header("content-type"),
+        "content types differ: {:?} vs {:?}",
+        a.header("content-type"),
+        b.header("content-type")
+    );
+    Ok(())
+}
+
+/// Throughput and latency of `GET /`, lameduck (A) and bare hyper (B)
+/// alternating, then `/metrics` timed on the same lameduck once it has served
+/// `metrics_after` requests.
+pub fn throughput_and_metrics(
+    plan: &Plan,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Vec<Throughput>, MetricsRender)> {
+    let mut lameduck = plan.start_lameduck(&[])?;
+    let baseline = plan.start_baseline()?;
+    same_answer(&lameduck, &baseline)?;
+    let mut all = Vec::new();
+    for &connections in &plan.connections {
+        plan.wrk.run(lameduck.listen, connections, plan.warmup)?;
+        plan.wrk.run(baseline.listen, connections, plan.warmup)?;
+        let mut pairs = Vec::new();
+        for i in 0..plan.pairs {
+            let a = plan.wrk.run(lameduck.listen, connections, plan.run)?;
+            let b = plan.wrk.run(baseline.listen, connections, plan.run)?;
+            log(&format!(
+                "  {connections} connections, pair {}: lameduck {:.0} req/s, bare hyper {:.0} req/s, ratio {:.3}",
+                i + 1,
+                a.rps(),
+                b.rps(),
+                a.rps() / b.rps()
+            ));
+            pairs.push(Pair {
+                lameduck: a,
+                baseline: b,
+            });
+        }
+        all.push(Throughput { connections, pairs });
+    }
+    drop(baseline);
+    let metrics = metrics_render(plan, &lameduck, log)?;
+    let exit = lameduck.terminate()?;
+    ensure!(
+        exit.status.success(),
+        "lameduck exited with {}",
+        exit.status
+    );
+    Ok((all, metrics))
+}
+
+fn requests_served(server: &Server) -> anyhow::Result<f64> {
+    let text = scrape(server)?;
+    Ok(process::metric_sum(
+        &text,
+        "http_server_request_duration_seconds_count",
+    ))
+}
+
+fn scrape(server: &Server) -> anyhow::Result<String> {
+    let response = http::get(server.admin()?, "/metrics", SOCKET_TIMEOUT)?;
+    ensure!(
+        response.status == 200,
+        "/metrics answered {}",
+        response.status
+    );
+    Ok(String::from_utf8(response.body)?)
+}
+
+/// Tops the server up to `plan.metrics_after` requests with wrk, adds one
+/// request of each other kind the demo answers (so that every label
+/// combination it can produce has a series), then times `/metrics` against
+/// `/livez` on one keep-alive admin connection.
+fn metrics_render(
+    plan: &Plan,
+    server: &Server,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<MetricsRender> {
+    let target = plan.metrics_after as f64;
+    for _ in 0..10 {
+        let served = requests_served(server)?;
+        if served >= target {
+            break;
+        }
+        // At a conservative 20k req/s, capped: the loop is bounded either way.
+        let seconds = ((target - served) / 20_000.0).ceil().clamp(1.0, 30.0);
+        log(&format!(
+            "  topping up: {served:.0} requests served, running wrk for {seconds:.0} s"
+        ));
+        plan.wrk
+            .run(server.listen, 64, Duration::from_secs_f64(seconds))?;
+    }
+    let mut app = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+    for (method, path) in [
+        ("HEAD", "/"),
+        ("GET", "/nope"),
+        ("POST", "/"),
+        ("DELETE", "/work"),
+        ("GET", "/work?ms=x"),
+        ("GET", "/work?ms=0"),
+    ] {
+        app.call(method, path)
+            .with_context(|| format!("{method} {path}"))?;
+    }
+    let served = requests_served(server)?;
+    ensure!(
+        served >= target,
+        "only {served} requests served before timing /metrics"
+    );
+    let mut admin = Client::connect(server.admin()?, SOCKET_TIMEOUT)?;
+    let body = admin.get("/metrics")?.body;
+    for _ in 0..20 {
+        admin.get("/metrics")?;
+        admin.get("/livez")?;
+    }
+    let mut metrics_us = Vec::with_capacity(plan.metrics_samples);
+    let mut livez_us = Vec::with_capacity(plan.metrics_samples);
+    for _ in 0..plan.metrics_samples {
+        let t = Instant::now();
+        let response = admin.get("/metrics")?;
+        metrics_us.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(
+            response.status == 200,
+            "/metrics answered {}",
+            response.status
+        );
+        let t = Instant::now();
+        admin.get("/livez")?;
+        livez_us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let text = String::from_utf8_lossy(&body);
+    Ok(MetricsRender {
+        requests: served,
+        body_bytes: body.len(),
+        series: process::series_count(&text),
+        metrics_us,
+        livez_us,
+    })
+}
+
+/// Opens `n` keep-alive connections to `addr`, each having had one `GET /`
+/// answered, and keeps them open without reading: the kernel holds what
+/// arrives, so the harness takes no CPU from the server while they sit.
+fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Client>> {
+    // Batches stay well inside the listen backlog.
+    const BATCH: usize = 200;
+    let mut clients = Vec::with_capacity(n);
+    while clients.len() < n {
+        let start = clients.len();
+        let batch = BATCH.min(n - start);
+        for _ in 0..batch {
+            let mut client = Client::connect(addr, SOCKET_TIMEOUT)
+                .with_context(|| format!("connection {} of {n}", clients.len() + 1))?;
+            client.send("GET", "/")?;
+            clients.push(client);
+        }
+        for client in &mut clients[start..] {
+            let response = client.recv()?;
+            ensure!(response.status == 200, "GET / answered {}", response.status);
+            ensure!(
+                !response.closes(),
+                "the server closed a keep-alive connection"
+            );
+        }
+    }
+    Ok(clients)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn expect_graceful(exit: &Exit) -> anyhow::Result<()> {
+    ensure!(
+        exit.status.success(),
+        "lameduck exited with {} (forced shutdown?)",
+        exit.status
+    );
+    Ok(())
+}
+
+/// Waits (bounded) until the gauge `series` on the admin listener reaches `want`.
+fn wait_for_gauge(server: &Server, series: &str, want: f64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + process::PATIENCE;
+    loop {
+        let value = process::metric(&scrape(server)?, series).unwrap_or(0.0);
+        if value >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{series} stayed at {value}, wanted {want}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Shutdown latencies, and lameduck's memory while idle and with the idle
+/// connections open.
+pub fn shutdown_and_memory(
+    plan: &Plan,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Shutdown, Memory)> {
+    let mut shutdown = Shutdown::default();
+    let mut memory = Memory::default();
+
+    // Idle: nothing connected (one request answered beforehand, its
+    // connection closed), so memory is measured in the same state.
+    for _ in 0..plan.repeats {
+        let mut server = plan.start_lameduck(&[])?;
+        http::get(server.listen, "/", SOCKET_TIMEOUT)?;
+        thread::sleep(Duration::from_millis(200));
+        memory.lameduck_idle.push(server.rss_bytes()? as f64);
+        let exit = server.terminate()?;
+        expect_graceful(&exit)?;
+        shutdown.idle_ms.push(millis(exit.after_signal));
+    }
+    log(&format!("  idle: {:?} ms", rounded(&shutdown.idle_ms)));
+
+    // Idle keep-alive connections. With the default --idle-grace (250ms) a
+    // connection idle for longer than the grace is closed as soon as Closing
+    // starts; the harness lets them sit first, as idle pooled connections
+    // do. The --idle-grace 0s runs are for comparison. A longer header read
+    // timeout keeps the keep-alive bound (10 s by default) from closing the
+    // first connections while the last are still being opened.
+    for (grace, samples) in [
+        (None, &mut shutdown.idle_conns_ms),
+        (Some("0s"), &mut shutdown.idle_conns_zero_grace_ms),
+    ] {
+        for _ in 0..plan.heavy_repeats {
+            let mut extra = vec!["--header-read-timeout", IDLE_HEADER_READ_TIMEOUT];
+            if let Some(grace) = grace {
+                extra.extend(["--idle-grace", grace]);
+            }
+            let mut server = plan.start_lameduck(&extra)?;
+            let clients = open_idle(server.listen, plan.idle_connections)?;
+            wait_for_gauge(
+                &server,
+                "http_server_open_connections",
+                plan.idle_connections as f64,
+            )?;
+            thread::sleep(IDLE_SIT);
+            if grace.is_none() {
+                memory.lameduck_conns.push(server.rss_bytes()? as f64);
+            }
+            let exit = server.terminate()?;
+            expect_graceful(&exit)?;
+            samples.push(millis(exit.after_signal));
+            drop(clients);
+        }
+    }
+    log(&format!(
+        "  {} idle connections: {:?} ms (idle grace 0s: {:?} ms)",
+        plan.idle_connections,
+        rounded(&shutdown.idle_conns_ms),
+        rounded(&shutdown.idle_conns_zero_grace_ms)
+    ));
+
+    // Busy keep-alive connections: wrk keeps every one of them busy; each
+    // gets its current response with `Connection: close`.
+    for _ in 0..plan.heavy_repeats {
+        let mut server = plan.start_lameduck(&[])?;
+        let mut load = plan.wrk.spawn(
+            server.listen,
+            plan.busy_connections,
+            Duration::from_secs(30),
+        )?;
+        let ready = wait_for_gauge(
+            &server,
+            "http_server_open_connections",
+            f64::from(plan.busy_connections),
+        );
+        let result = ready.and_then(|()| {
+            thread::sleep(Duration::from_millis(500));
+            server.terminate()
+        });
+        let _ = load.kill();
+        let _ = load.wait();
+        let exit = result?;
+        expect_graceful(&exit)?;
+        shutdown.busy_conns_ms.push(millis(exit.after_signal));
+        if let Some(completed) = server
+            .log("shutdown finished")
+            .and_then(|e| e["completed"].as_u64())
+        {
+            shutdown.busy_completed.push(completed);
+        }
+    }
+    log(&format!(
+        "  {} busy connections: {:?} ms",
+        plan.busy_connections,
+        rounded(&shutdown.busy_conns_ms)
+    ));
+
+    // Requests in flight at the signal: exit time minus the last response.
+    for _ in 0..plan.repeats {
+        let (after_last, total) = in_flight(plan)?;
+        shutdown.in_flight_after_last_ms.push(after_last);
+        shutdown.in_flight_total_ms.push(total);
+    }
+    log(&format!(
+        "  {} in flight, exit after last response: {:?} ms",
+        plan.in_flight,
+        rounded(&shutdown.in_flight_after_last_ms)
+    ));
+
+    // The floor: a tokio server that only holds the sockets and closes them.
+    for _ in 0..plan.heavy_repeats {
+        let mut server = Server::start(&plan.close_only, &[])?;
+        let clients = open_idle(server.listen, plan.idle_connections)?;
+        thread::sleep(IDLE_SIT);
+        memory.close_only_conns.push(server.rss_bytes()? as f64);
+        let exit = server.terminate()?;
+        ensure!(
+            exit.status.success(),
+            "close-only exited with {}",
+            exit.status
+        );
+        shutdown.close_only_ms.push(millis(exit.after_signal));
+        drop(clients);
+    }
+    log(&format!(
+        "  close-only baseline, {} idle connections: {:?} ms",
+        plan.idle_connections,
+        rounded(&shutdown.close_only_ms)
+    ));
+
+    // The baseline's memory in the same two states.
+    for _ in 0..plan.heavy_repeats {
+        let server = plan.start_baseline()?;
+        http::get(server.listen, "/", SOCKET_TIMEOUT)?;
+        thread::sleep(Duration::from_millis(200));
+        memory.baseline_idle.push(server.rss_bytes()? as f64);
+        let clients = open_idle(server.listen, plan.idle_connections)?;
+        thread::sleep(IDLE_SIT);
+        memory.baseline_conns.push(server.rss_bytes()? as f64);
+        drop(server);
+        drop(clients);
+    }
+    Ok((shutdown, memory))
+}
+
+/// One in-flight run: returns (exit − last response, exit − signal) in ms.
+fn in_flight(plan: &Plan) -> anyhow::Result<(f64, f64)> {
+    let mut server = plan.start_lameduck(&[])?;
+    let mut clients = Vec::with_capacity(plan.in_flight);
+    for i in 0..plan.in_flight {
+        let mut client = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+        // Staggered, so that the responses end over 200 ms, not all at once.
+        client.send("GET", &format!("/work?ms={}", 300 + 2 * i))?;
+        clients.push(client);
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            thread::spawn(move || {
+                let response = client.recv();
+                (Instant::now(), response)
+            })
+        })
+        .collect();
+    wait_for_gauge(
+        &server,
+        "http_server_active_requests",
+        plan.in_flight as f64,
+    )?;
+    let exit = server.terminate()?;
+    expect_graceful(&exit)?;
+    let mut last = None;
+    for reader in readers {
+        let (at, response) = reader.join().expect("reader thread");
+        let response = response.context("an in-flight request failed")?;
+        ensure!(response.status == 200, "/work answered {}", response.status);
+        ensure!(
+            response.closes(),
+            "a response during shutdown kept its connection"
+        );
+        last = last.max(Some(at));
+    }
+    let last = last.context("no requests")?;
+    let after_last = if exit.at >= last {
+        millis(exit.at - last)
+    } else {
+        // The reaping was seen before the reader thread woke: the exit
+        // followed the response by less than the harness can resolve.
+        -millis(last - exit.at)
+    };
+    Ok((after_last, millis(exit.after_signal)))
+}
+
+fn rounded(values: &[f64]) -> Vec<f64> {
+    values.iter().map(|v| (v * 100.0).round() / 100.0).collect()
+}

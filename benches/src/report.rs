@@ -1,0 +1,808 @@
+//! The figures, each next to its goal, and BENCHMARKS.md.
+
+use std::fmt::Write as _;
+
+use crate::results::Results;
+use crate::stats::{Goal, Summary, Verdict, judge};
+
+/// How a figure's numbers read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// A dimensionless ratio.
+    Ratio,
+    /// Milliseconds.
+    Millis,
+    /// Microseconds.
+    Micros,
+    /// Bytes, shown in MiB.
+    Bytes,
+}
+
+impl Unit {
+    /// `value` with its unit.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::Ratio => format!("{value:.3}"),
+            Unit::Millis => format!("{value:.2} ms"),
+            Unit::Micros => format!("{value:.0} µs"),
+            Unit::Bytes => format!("{:.1} MiB", value / MIB),
+        }
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// One headline figure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    /// What was measured.
+    pub name: String,
+    /// Its unit.
+    pub unit: Unit,
+    /// The repeated measurements.
+    pub samples: Vec<f64>,
+    /// What it should be.
+    pub goal: Goal,
+    /// A baseline's median in the same state, where there is one.
+    pub baseline: Option<Baseline>,
+}
+
+/// A baseline figure measured in the same run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    /// Its median.
+    pub value: f64,
+    /// Which baseline.
+    pub what: &'static str,
+}
+
+fn baseline(samples: &[f64], what: &'static str) -> Option<Baseline> {
+    median(samples).map(|value| Baseline { value, what })
+}
+
+impl Figure {
+    /// Median and spread; `None` without samples.
+    pub fn summary(&self) -> Option<Summary> {
+        Summary::of(&self.samples)
+    }
+
+    /// How it compares with its goal. A figure with a goal but no samples
+    /// misses it: nothing shows it was met.
+    pub fn verdict(&self) -> Verdict {
+        match (self.summary(), self.goal) {
+            (_, Goal::None) => Verdict::NoGoal,
+            (Some(summary), goal) => judge(goal, &summary),
+            (None, _) => Verdict::Misses,
+        }
+    }
+
+    fn goal_text(&self) -> String {
+        match self.goal {
+            Goal::AtLeast(g) => format!("≥ {}", self.unit.format(g)),
+            Goal::AtMost(g) => format!("≤ {}", self.unit.format(g)),
+            Goal::None => "none set".to_owned(),
+        }
+    }
+}
+
+fn median(samples: &[f64]) -> Option<f64> {
+    Summary::of(samples).map(|s| s.median)
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The headline figures of a run, each with its goal.
+pub fn figures(r: &Results) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for t in &r.throughput {
+        figures.push(Figure {
+            name: format!(
+                "Throughput, lameduck / bare hyper, `GET /`, {} connections",
+                t.connections
+            ),
+            unit: Unit::Ratio,
+            samples: t.ratios(),
+            goal: Goal::AtLeast(0.97),
+            baseline: None,
+        });
+    }
+    let idle = thousands(r.setup.idle_connections);
+    let s = &r.shutdown;
+    let m = &r.memory;
+    figures.extend([
+        Figure {
+            name: "Shutdown, idle: SIGTERM to exit".into(),
+            unit: Unit::Millis,
+            samples: s.idle_ms.clone(),
+            goal: Goal::AtMost(5.0),
+            baseline: None,
+        },
+        Figure {
+            name: format!("Shutdown, {idle} idle keep-alive connections: SIGTERM to exit"),
+            unit: Unit::Millis,
+            samples: s.idle_conns_ms.clone(),
+            goal: Goal::AtMost(50.0),
+            baseline: baseline(&s.close_only_ms, "close only"),
+        },
+        Figure {
+            name: format!("Shutdown, {idle} idle keep-alive connections, `--idle-grace 0s`"),
+            unit: Unit::Millis,
+            samples: s.idle_conns_zero_grace_ms.clone(),
+            goal: Goal::AtMost(50.0),
+            baseline: None,
+        },
+        Figure {
+            name: format!(
+                "Shutdown, {} busy keep-alive connections under load: SIGTERM to exit",
+                thousands(r.setup.busy_connections as usize)
+            ),
+            unit: Unit::Millis,
+            samples: s.busy_conns_ms.clone(),
+            goal: Goal::None,
+            baseline: None,
+        },
+        Figure {
+            name: format!(
+                "Shutdown, {} in-flight `/work` requests: exit after the last response",
+                r.setup.in_flight
+            ),
+            unit: Unit::Millis,
+            samples: s.in_flight_after_last_ms.clone(),
+            goal: Goal::AtMost(5.0),
+            baseline: None,
+        },
+        Figure {
+            name: "RSS, idle".into(),
+            unit: Unit::Bytes,
+            samples: m.lameduck_idle.clone(),
+            goal: Goal::AtMost(10.0 * MIB),
+            baseline: baseline(&m.baseline_idle, "bare hyper"),
+        },
+        Figure {
+            name: format!("RSS, {idle} idle keep-alive connections"),
+            unit: Unit::Bytes,
+            samples: m.lameduck_conns.clone(),
+            goal: Goal::AtMost(64.0 * MIB),
+            baseline: baseline(&m.baseline_conns, "bare hyper"),
+        },
+        Figure {
+            name: format!(
+                "`/metrics` render time after {} requests",
+                millions(r.metrics.requests)
+            ),
+            unit: Unit::Micros,
+            samples: r.metrics.render_us(),
+            goal: Goal::None,
+            baseline: None,
+        },
+    ]);
+    figures
+}
+
+fn millions(n: f64) -> String {
+    if n >= 1e6 {
+        format!("{:.2}M", n / 1e6)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+/// The figures that fail `just bench-check`, described.
+pub fn failures(figures: &[Figure]) -> Vec<String> {
+    figures
+        .iter()
+        .filter(|f| f.verdict().fails_check())
+        .map(|f| match f.summary() {
+            Some(s) => format!(
+                "{}: {} misses {} by {}, more than its spread {}",
+                f.name,
+                f.unit.format(s.median),
+                f.goal_text(),
+                f.unit.format(f.goal.shortfall(s.median)),
+                f.unit.format(s.spread())
+            ),
+            None => format!("{}: not measured", f.name),
+        })
+        .collect()
+}
+
+fn row(out: &mut String, cells: &[String]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+}
+
+fn header(out: &mut String, cells: &[&str]) {
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(cells.len()));
+}
+
+fn load(load: Option<[f64; 3]>) -> String {
+    load.map_or_else(
+        || "unknown".to_owned(),
+        |[a, b, c]| format!("{a:.2} / {b:.2} / {c:.2}"),
+    )
+}
+
+fn list(unit: Unit, samples: &[f64]) -> String {
+    samples
+        .iter()
+        .map(|&v| unit.format(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The headline table, as Markdown.
+pub fn headline(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    header(
+        &mut out,
+        &[
+            "figure",
+            "lameduck (median)",
+            "spread (IQR)",
+            "min – max",
+            "n",
+            "goal",
+            "verdict",
+            "baseline, same run",
+        ],
+    );
+    for f in figures {
+        let (median, spread, range, n) = match f.summary() {
+            Some(s) => (
+                f.unit.format(s.median),
+                f.unit.format(s.spread()),
+                format!("{} – {}", f.unit.format(s.min), f.unit.format(s.max)),
+                s.n.to_string(),
+            ),
+            None => ("not measured".into(), "—".into(), "—".into(), "0".into()),
+        };
+        row(
+            &mut out,
+            &[
+                f.name.clone(),
+                median,
+                spread,
+                range,
+                n,
+                f.goal_text(),
+                f.verdict().to_string(),
+                f.baseline.as_ref().map_or_else(
+                    || "—".into(),
+                    |b| format!("{} ({})", f.unit.format(b.value), b.what),
+                ),
+            ],
+        );
+    }
+    out
+}
+
+/// BENCHMARKS.md.
+pub fn markdown(r: &Results) -> String {
+    let figures = figures(r);
+    let mut out = String::new();
+    let m = &r.machine;
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `just bench` on {}; every number below comes from that run. \
+         Run it again to regenerate this file, and `just bench-check` to fail when a \
+         figure misses its goal by more than its spread.\n",
+        m.date
+    );
+    let _ = writeln!(out, "| machine | |\n|---|---|");
+    let _ = writeln!(out, "| CPU | {} |", m.cpu);
+    let _ = writeln!(out, "| cores | {} |", m.cores);
+    let _ = writeln!(out, "| kernel | Linux {} |", m.kernel);
+    let _ = writeln!(out, "| rustc | {} |", m.rustc);
+    let _ = writeln!(out, "| wrk | {} |", m.wrk);
+    let _ = writeln!(out, "| commit | {} |", m.commit);
+    let _ = writeln!(
+        out,
+        "| load average (1 / 5 / 15 min) | {} at the start, {} at the end |",
+        load(r.load_before),
+        load(r.load_after)
+    );
+    let _ = writeln!(out, "| run time | {:.0} s |\n", r.seconds);
+    let _ = writeln!(out, "## Figures and goals\n");
+    out.push_str(&headline(&figures));
+    let _ = writeln!(
+        out,
+        "\n*Spread* is the interquartile range (Q3 − Q1) of the repeated measurements, \
+         quantiles interpolated linearly. A figure *misses, within spread* when its median \
+         misses the goal by no more than that; `just bench-check` fails only on *MISSES*. \
+         The baseline column is measured in the same state, in the same run: *bare hyper* \
+         is the hyper server of `benches/`, *close only* a tokio server that holds the same \
+         connections and on SIGTERM only closes them (see below).\n"
+    );
+
+    throughput_section(&mut out, r);
+    shutdown_section(&mut out, r);
+    memory_section(&mut out, r);
+    metrics_section(&mut out, r);
+    method_section(&mut out, r);
+    out
+}
+
+fn throughput_section(out: &mut String, r: &Results) {
+    let _ = writeln!(out, "## Throughput and latency\n");
+    let _ = writeln!(
+        out,
+        "wrk against `GET /` ({} s runs, {} threads, after {} s of unrecorded warm-up on \
+         each server), lameduck (A) and the bare hyper server (B) alternating A B A B; \
+         figures are medians over the runs, the ratio is the median of the pairwise ratios.\n",
+        r.setup.run_seconds, r.setup.wrk_threads, r.setup.warmup_seconds
+    );
+    header(
+        out,
+        &[
+            "connections",
+            "pairs",
+            "lameduck req/s",
+            "bare hyper req/s",
+            "ratio",
+            "lameduck p50 / p99",
+            "bare hyper p50 / p99",
+            "wrk errors (A / B)",
+        ],
+    );
+    let us = |v: Option<f64>| v.map_or("—".into(), |v| Unit::Micros.format(v));
+    for t in &r.throughput {
+        let (ea, eb) = t.errors();
+        row(
+            out,
+            &[
+                t.connections.to_string(),
+                t.pairs.len().to_string(),
+                format!("{:.0}", median(&t.lameduck(|r| r.rps())).unwrap_or(0.0)),
+                format!("{:.0}", median(&t.baseline(|r| r.rps())).unwrap_or(0.0)),
+                median(&t.ratios()).map_or("—".into(), |v| Unit::Ratio.format(v)),
+                format!(
+                    "{} / {}",
+                    us(median(&t.lameduck(|r| r.p50_us))),
+                    us(median(&t.lameduck(|r| r.p99_us)))
+                ),
+                format!(
+                    "{} / {}",
+                    us(median(&t.baseline(|r| r.p50_us))),
+                    us(median(&t.baseline(|r| r.p99_us)))
+                ),
+                format!("{ea} / {eb}"),
+            ],
+        );
+    }
+    let _ = writeln!(out, "\nEvery pair, in the order run:\n");
+    header(
+        out,
+        &[
+            "connections",
+            "pair",
+            "lameduck req/s",
+            "bare hyper req/s",
+            "ratio",
+        ],
+    );
+    for t in &r.throughput {
+        for (i, (p, ratio)) in t.pairs.iter().zip(t.ratios()).enumerate() {
+            row(
+                out,
+                &[
+                    t.connections.to_string(),
+                    (i + 1).to_string(),
+                    format!("{:.0}", p.lameduck.rps()),
+                    format!("{:.0}", p.baseline.rps()),
+                    Unit::Ratio.format(ratio),
+                ],
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn shutdown_section(out: &mut String, r: &Results) {
+    let s = &r.shutdown;
+    let idle = thousands(r.setup.idle_connections);
+    let _ = writeln!(out, "## Shutdown\n");
+    let _ = writeln!(
+        out,
+        "From just before `kill(SIGTERM)` to the moment the harness reaps the process \
+         (`--drain-delay 0s`, every other flag at its default unless noted; with the idle \
+         connections, `--header-read-timeout 60s`, so that the keep-alive bound does not \
+         close the first ones while the last are opened). Every shutdown measured ended \
+         gracefully (exit 0).\n"
+    );
+    header(out, &["scenario", "every measurement"]);
+    let ms = |v: &[f64]| list(Unit::Millis, v);
+    row(out, &["idle, nothing connected".into(), ms(&s.idle_ms)]);
+    row(
+        out,
+        &[
+            format!("{idle} idle keep-alive connections, idle for 2 s"),
+            ms(&s.idle_conns_ms),
+        ],
+    );
+    row(
+        out,
+        &[
+            format!("{idle} idle keep-alive connections, `--idle-grace 0s`"),
+            ms(&s.idle_conns_zero_grace_ms),
+        ],
+    );
+    row(
+        out,
+        &[
+            format!("close-only baseline, {idle} idle keep-alive connections"),
+            ms(&s.close_only_ms),
+        ],
+    );
+    row(
+        out,
+        &[
+            format!(
+                "{} busy keep-alive connections (wrk)",
+                thousands(r.setup.busy_connections as usize)
+            ),
+            format!(
+                "{} (requests completed during the shutdown: {})",
+                ms(&s.busy_conns_ms),
+                s.busy_completed
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ],
+    );
+    row(
+        out,
+        &[
+            format!(
+                "{} in-flight `/work` requests: exit after the last response",
+                r.setup.in_flight
+            ),
+            ms(&s.in_flight_after_last_ms),
+        ],
+    );
+    row(
+        out,
+        &[
+            format!(
+                "{} in-flight `/work` requests (300–498 ms): SIGTERM to exit",
+                r.setup.in_flight
+            ),
+            ms(&s.in_flight_total_ms),
+        ],
+    );
+    out.push('\n');
+}
+
+fn memory_section(out: &mut String, r: &Results) {
+    let m = &r.memory;
+    let idle = thousands(r.setup.idle_connections);
+    let _ = writeln!(out, "## Memory\n");
+    let _ = writeln!(
+        out,
+        "`VmRSS` from `/proc/PID/status`: idle is after one answered request whose \
+         connection closed; with connections, after {idle} keep-alive connections have \
+         each had one `GET /` answered and sat idle for 2 s (lameduck has parked them: \
+         see below). lameduck's figure with connections depends on how fast they came: \
+         the buffers hyper frees when a connection is parked stay mapped by the C \
+         allocator, between allocations that live on, and a connection used within the \
+         last second is not parked yet; the harness opens them as fast as it can.\n"
+    );
+    header(out, &["server", "state", "every measurement"]);
+    let mib = |v: &[f64]| list(Unit::Bytes, v);
+    row(
+        out,
+        &["lameduck".into(), "idle".into(), mib(&m.lameduck_idle)],
+    );
+    row(
+        out,
+        &[
+            "lameduck".into(),
+            format!("{idle} connections"),
+            mib(&m.lameduck_conns),
+        ],
+    );
+    row(
+        out,
+        &["bare hyper".into(), "idle".into(), mib(&m.baseline_idle)],
+    );
+    row(
+        out,
+        &[
+            "bare hyper".into(),
+            format!("{idle} connections"),
+            mib(&m.baseline_conns),
+        ],
+    );
+    row(
+        out,
+        &[
+            "close only".into(),
+            format!("{idle} connections"),
+            mib(&m.close_only_conns),
+        ],
+    );
+    out.push('\n');
+}
+
+fn metrics_section(out: &mut String, r: &Results) {
+    let m = &r.metrics;
+    let _ = writeln!(out, "## `/metrics`\n");
+    let us = |v: &[f64], p: f64| {
+        Summary::of(v).map_or("—".into(), |_| {
+            let mut sorted = v.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            Unit::Micros.format(crate::stats::quantile(&sorted, p))
+        })
+    };
+    let _ = writeln!(
+        out,
+        "Timed on the lameduck that served the throughput runs, once it had counted {:.0} \
+         requests, plus one request of each other kind the demo answers (HEAD, 404, 405, \
+         400, `/work`), so that the histogram has every series the demo produces. \
+         `GET /metrics` and `GET /livez` alternate on one keep-alive admin connection, \
+         {} times each; the render time is each `/metrics` round trip less the median \
+         `/livez` round trip.\n",
+        m.requests,
+        m.metrics_us.len()
+    );
+    header(out, &["", "p50", "p99"]);
+    row(
+        out,
+        &[
+            format!(
+                "`GET /metrics` ({} bytes, {} series)",
+                m.body_bytes, m.series
+            ),
+            us(&m.metrics_us, 0.5),
+            us(&m.metrics_us, 0.99),
+        ],
+    );
+    row(
+        out,
+        &[
+            "`GET /livez`".into(),
+            us(&m.livez_us, 0.5),
+            us(&m.livez_us, 0.99),
+        ],
+    );
+    out.push('\n');
+}
+
+fn method_section(out: &mut String, r: &Results) {
+    let _ = writeln!(out, "## How it is measured\n");
+    let _ = writeln!(
+        out,
+        "- Both servers are release builds from this repository: `lameduck serve` and \
+         `benches/src/bin/bare-hyper.rs`, the smallest hyper 1.x server with the same \
+         answer to `GET /` (status, `content-type`, body bytes), the same runtime (tokio \
+         multi-thread, default worker count) and `TCP_NODELAY`. The harness checks the two \
+         answers match before measuring.\n\
+         - Everything runs on loopback on ports the kernel picks, wrk and the harness \
+         sharing the machine's {} cores with the server under test; nothing is pinned.\n\
+         - Idle connections are held by the harness without reading them, so it takes no \
+         CPU from the server while they sit or while it shuts down.\n\
+         - With the default `--idle-grace` (250ms) a keep-alive connection idle for longer \
+         than the grace closes as soon as closing starts; one used more recently gets one \
+         more response instead (the race that the grace avoids). The idle connections \
+         here sit for 2 s, as pooled connections do, so the figure is the time to close \
+         them, not the grace; the `--idle-grace 0s` row shows the same with no grace. \
+         lameduck parks an HTTP/1 connection idle for 1 s (hyper lets go of it and its \
+         buffers; the next request rebuilds them), so these are parked connections.\n\
+         - The close-only baseline (`benches/src/bin/close-only.rs`) is a tokio server \
+         with lameduck's runtime and worker count that answers one `GET /` per connection, \
+         keeps the sockets and, on SIGTERM, only closes them, one task per worker, and \
+         exits: the kernel's share of closing the connections (TCP close over loopback, \
+         where the server's CPU also pays for the client side's FIN handling, and epoll \
+         deregistration) and of exiting.\n\
+         - Under load, wrk keeps {} connections busy; each gets its response with \
+         `Connection: close`, and wrk's reconnections are refused once the listener \
+         closes.\n\
+         - In flight: {} connections each send `GET /work?ms=N` with N from 300 to 498; \
+         once the server counts them all in flight it gets SIGTERM; every response must \
+         be a 200 with `Connection: close`. A thread per connection stamps its response's \
+         arrival, and a thread blocked in `waitpid` stamps the exit.\n\
+         - Source: `benches/` (`cargo run --release -p lameduck-bench -- --help`).",
+        r.machine.cores, r.setup.busy_connections, r.setup.in_flight
+    );
+}
+
+/// The console summary: one line per figure.
+pub fn console(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    for f in figures {
+        let Some(s) = f.summary() else {
+            let _ = writeln!(out, "{}: not measured", f.name);
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{}: {} (spread {}, n={}; goal {}: {})",
+            f.name,
+            f.unit.format(s.median),
+            f.unit.format(s.spread()),
+            s.n,
+            f.goal_text(),
+            f.verdict()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Machine;
+    use crate::results::{Memory, MetricsRender, Pair, Results, Setup, Shutdown, Throughput};
+    use crate::wrk::Run;
+
+    fn run(rps: f64) -> Run {
+        Run {
+            requests: (rps * 3.0) as u64,
+            seconds: 3.0,
+            p50_us: 40.0,
+            p99_us: 900.0,
+            errors: 0,
+        }
+    }
+
+    fn results(ratio: f64) -> Results {
+        Results {
+            machine: Machine {
+                cpu: "Test CPU".into(),
+                cores: 2,
+                kernel: "6.1.0".into(),
+                rustc: "rustc 1.95.0".into(),
+                wrk: "wrk 4.1.0".into(),
+                commit: "abc".into(),
+                date: "2026-01-01 00:00 UTC".into(),
+            },
+            setup: Setup {
+                run_seconds: 3.0,
+                warmup_seconds: 1.0,
+                wrk_threads: 2,
+                idle_connections: 10_000,
+                busy_connections: 1000,
+                in_flight: 100,
+                metrics_after: 1_000_000,
+            },
+            load_before: Some([1.0, 2.0, 3.0]),
+            load_after: None,
+            seconds: 180.0,
+            throughput: vec![Throughput {
+                connections: 10,
+                pairs: (0..6)
+                    .map(|i| Pair {
+                        lameduck: run(100_000.0 * ratio + 2.0 * f64::from(i)),
+                        baseline: run(100_000.0),
+                    })
+                    .collect(),
+            }],
+            shutdown: Shutdown {
+                idle_ms: vec![1.0, 1.2, 1.1],
+                idle_conns_ms: vec![30.0, 31.0, 29.0],
+                idle_conns_zero_grace_ms: vec![30.0],
+                busy_conns_ms: vec![10.0],
+                busy_completed: vec![1000],
+                in_flight_after_last_ms: vec![0.5],
+                in_flight_total_ms: vec![500.0],
+                close_only_ms: vec![20.0],
+            },
+            memory: Memory {
+                lameduck_idle: vec![5.0 * MIB],
+                lameduck_conns: vec![40.0 * MIB],
+                baseline_idle: vec![4.0 * MIB],
+                baseline_conns: vec![30.0 * MIB],
+                close_only_conns: vec![8.0 * MIB],
+            },
+            metrics: MetricsRender {
+                requests: 1_000_006.0,
+                body_bytes: 5000,
+                series: 80,
+                metrics_us: vec![150.0, 160.0],
+                livez_us: vec![50.0, 50.0],
+            },
+        }
+    }
+
+    #[test]
+    fn units_format() {
+        assert_eq!(Unit::Ratio.format(0.9712), "0.971");
+        assert_eq!(Unit::Millis.format(1.234), "1.23 ms");
+        assert_eq!(Unit::Micros.format(101.6), "102 µs");
+        assert_eq!(Unit::Bytes.format(5.5 * MIB), "5.5 MiB");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn a_good_run_meets_every_goal() {
+        let figures = figures(&results(1.0));
+        assert_eq!(figures.len(), 9);
+        assert!(failures(&figures).is_empty(), "{:?}", failures(&figures));
+        assert_eq!(figures[0].verdict(), Verdict::Meets);
+        assert_eq!(
+            figures[6].baseline,
+            Some(Baseline {
+                value: 4.0 * MIB,
+                what: "bare hyper"
+            })
+        );
+        assert_eq!(figures[2].baseline.as_ref().map(|b| b.value), Some(20.0));
+        assert_eq!(figures[8].samples, vec![100.0, 110.0]);
+        assert_eq!(figures[8].verdict(), Verdict::NoGoal);
+    }
+
+    #[test]
+    fn a_slow_server_fails_the_check_by_name() {
+        let figures = figures(&results(0.8));
+        let failures = failures(&figures);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("Throughput"), "{}", failures[0]);
+        assert!(failures[0].contains("≥ 0.970"), "{}", failures[0]);
+    }
+
+    #[test]
+    fn a_goal_without_samples_fails() {
+        let mut r = results(1.0);
+        r.shutdown.idle_ms.clear();
+        let figures = figures(&r);
+        let failures = failures(&figures);
+        assert_eq!(
+            failures,
+            vec!["Shutdown, idle: SIGTERM to exit: not measured"]
+        );
+    }
+
+    #[test]
+    fn the_markdown_has_every_figure_and_the_machine() {
+        let r = results(1.0);
+        let text = markdown(&r);
+        for f in figures(&r) {
+            assert!(text.contains(&f.name), "{}", f.name);
+        }
+        for needle in [
+            "Test CPU",
+            "| cores | 2 |",
+            "Linux 6.1.0",
+            "rustc 1.95.0",
+            "wrk 4.1.0",
+            "1.00 / 2.00 / 3.00 at the start, unknown at the end",
+            "| 10 | 6 | 100005 | 100000 | 1.000 |",
+            "≤ 50.00 ms",
+            "≥ 0.970",
+            "interquartile range",
+        ] {
+            assert!(text.contains(needle), "{needle}\n{text}");
+        }
+        // Every row of a table has as many cells as the table's header.
+        let mut columns = None;
+        for line in text.lines() {
+            if !line.starts_with('|') {
+                columns = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            assert_eq!(*columns.get_or_insert(cells), cells, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_console_names_the_verdicts() {
+        let text = console(&figures(&results(0.8)));
+        assert!(text.contains("MISSES"), "{text}");
+        assert!(text.lines().count() == 9, "{text}");
+    }
+}
