@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
@@ -15,9 +14,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error};
+use tracing::debug;
 
-use crate::server::{Shared, is_connection_error};
+use crate::server::{Shared, accept_one};
 use crate::shutdown::Phase;
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -30,14 +29,9 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
         let stream = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) if is_connection_error(&error) => continue,
-                Err(error) => {
-                    error!(%error, "admin accept failed; retrying in 100ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            stream = accept_one(&listener, "admin") => match stream {
+                Some(stream) => stream,
+                None => continue,
             },
         };
         let shared = Arc::clone(&shared);

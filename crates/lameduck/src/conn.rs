@@ -20,9 +20,6 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -30,10 +27,9 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::BoxError;
 use crate::io::{ActivityIo, PREFIX_CAPACITY};
 use crate::quiet::Quiet;
-use crate::server::Shared;
+use crate::server::{AppService, Shared};
 use crate::shutdown::Phase;
 use crate::track::{ConnState, Tracked};
 
@@ -46,24 +42,13 @@ enum Protocol {
 }
 
 /// Serves one accepted connection until it closes, or until `cut` drops it.
-pub(crate) async fn serve<S, B>(
+pub(crate) async fn serve(
     mut stream: TcpStream,
-    service: S,
+    service: impl AppService,
     shared: Arc<Shared>,
     cut: CancellationToken,
     _permit: OwnedSemaphorePermit,
-) where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) {
     let state = Arc::new(ConnState::new(shared));
     let _open = OpenConnection::new(&state.shared);
     let service = Tracked::new(service, Arc::clone(&state));

@@ -73,7 +73,7 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::Server;
+pub use server::{AppService, Server};
 pub use shutdown::{Phase, ShutdownReport};
 
 /// The error type services may return, as hyper accepts it.

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +30,7 @@ use crate::{BoxError, Config, Error, admin, conn};
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use tokio::net::TcpListener;
+/// use tokio::net::{TcpListener, TcpStream};
 ///
 /// let app = TcpListener::bind("0.0.0.0:8080").await?;
 /// let admin = TcpListener::bind("0.0.0.0:8081").await?;
@@ -76,7 +76,7 @@ impl Server {
     }
 
     /// When `force` completes during the shutdown, remaining connections are
-    /// dropped at once and the shutdown ends as [`Phase::Forced`]. The
+    /// dropped at once and the shutdown ends as [`Phase::Forced`](crate::Phase::Forced). The
     /// binary passes the second SIGTERM/SIGINT.
     pub fn force_on(mut self, force: impl Future<Output = ()> + Send + 'static) -> Self {
         self.force = Some(Box::pin(force));
@@ -94,25 +94,13 @@ impl Server {
     /// # Errors
     ///
     /// [`Error::Metrics`] if the registry already holds metrics of the same names.
-    pub async fn serve<S, B>(
+    pub async fn serve(
         self,
         app: TcpListener,
         admin: TcpListener,
-        service: S,
+        service: impl AppService,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<ShutdownReport, Error>
-    where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    ) -> Result<ShutdownReport, Error> {
         let clock = Arc::new(ShutdownClock::default());
         let metrics = Metrics::new(self.registry, Arc::clone(&clock))?;
         let shared = Arc::new(Shared::new(self.config, metrics, clock));
@@ -201,16 +189,27 @@ impl Shared {
     }
 }
 
-/// Accepts application connections until `stop`, then drops the listener, so
-/// that new connections are refused.
-async fn accept<S, B>(
-    listener: TcpListener,
-    service: S,
-    shared: Arc<Shared>,
-    connections: TaskTracker,
-    cut: CancellationToken,
-    stop: CancellationToken,
-) where
+/// What [`Server::serve`] serves: any hyper service, cloneable and sendable
+/// across threads, whose response body hyper can send. Implemented for every
+/// such service; there is nothing to implement. Wrap a tower service (an axum
+/// `Router`, say) with [`from_tower`](crate::from_tower).
+pub trait AppService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The response body.
+    type Body: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> AppService for S
+where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
         + Clone
         + Send
@@ -222,6 +221,19 @@ async fn accept<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    type Body = B;
+}
+
+/// Accepts application connections until `stop`, then drops the listener, so
+/// that new connections are refused.
+async fn accept(
+    listener: TcpListener,
+    service: impl AppService,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    cut: CancellationToken,
+    stop: CancellationToken,
+) {
     // Beyond the limit, connections wait in the kernel's backlog.
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     loop {
@@ -236,15 +248,9 @@ async fn accept<S, B>(
         let stream = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) if is_connection_error(&error) => continue,
-                Err(error) => {
-                    // Out of file descriptors, typically: wait rather than spin.
-                    error!(%error, "accept failed; retrying in 100ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            stream = accept_one(&listener, "application") => match stream {
+                Some(stream) => stream,
+                None => continue,
             },
         };
         if let Err(error) = stream.set_nodelay(true) {
@@ -262,8 +268,23 @@ async fn accept<S, B>(
     debug!("application listener closed");
 }
 
+/// Accepts one connection. `None` after an error: at once when it concerned
+/// only that connection, after a pause when it concerns the listener (out of
+/// file descriptors, typically), so that the loop does not spin.
+pub(crate) async fn accept_one(listener: &TcpListener, which: &str) -> Option<TcpStream> {
+    match listener.accept().await {
+        Ok((stream, _peer)) => Some(stream),
+        Err(error) if is_connection_error(&error) => None,
+        Err(error) => {
+            error!(%error, "{which} accept failed; retrying in 100ms");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
 /// Errors that concern one connection only, not the listener.
-pub(crate) fn is_connection_error(error: &io::Error) -> bool {
+fn is_connection_error(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionRefused
