@@ -150,6 +150,7 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
             .clone()
             .map_or_else(|| sibling("bare-hyper"), Ok)?,
         close_only: sibling("close-only")?,
+        graceful_hyper: sibling("graceful-hyper")?,
         wrk,
         connections: vec![10, 256],
         pairs: usize::from(args.pairs),

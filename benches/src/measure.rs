@@ -33,6 +33,8 @@ pub struct Plan {
     pub baseline: PathBuf,
     /// The close-only binary: the floor under the idle-connections shutdown.
     pub close_only: PathBuf,
+    /// hyper with hyper-util's `GracefulShutdown`: the usual way to do it.
+    pub graceful_hyper: PathBuf,
     /// wrk.
     pub wrk: Wrk,
     /// Connection counts for the throughput runs.
@@ -417,6 +419,26 @@ pub fn shutdown_and_memory(
         "  close-only baseline, {} idle connections: {:?} ms",
         plan.idle_connections,
         rounded(&shutdown.close_only_ms)
+    ));
+
+    // The usual graceful shutdown of a hyper server, same connections.
+    for _ in 0..plan.heavy_repeats {
+        let mut server = Server::start(&plan.graceful_hyper, &[])?;
+        let clients = open_idle(server.listen, plan.idle_connections)?;
+        thread::sleep(IDLE_SIT);
+        let exit = server.terminate()?;
+        ensure!(
+            exit.status.success(),
+            "graceful-hyper exited with {}",
+            exit.status
+        );
+        shutdown.graceful_hyper_ms.push(millis(exit.after_signal));
+        drop(clients);
+    }
+    log(&format!(
+        "  hyper-util graceful shutdown, {} idle connections: {:?} ms",
+        plan.idle_connections,
+        rounded(&shutdown.graceful_hyper_ms)
     ));
 
     // The baseline's memory in the same two states.

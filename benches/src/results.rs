@@ -70,6 +70,8 @@ pub struct Shutdown {
     pub in_flight_total_ms: Vec<f64>,
     /// SIGTERM to exit of the close-only baseline holding the idle connections.
     pub close_only_ms: Vec<f64>,
+    /// The same for hyper-util's graceful shutdown.
+    pub graceful_hyper_ms: Vec<f64>,
 }
 
 /// Resident set sizes in bytes, one per repetition.
