@@ -194,15 +194,11 @@ fn draw(record: &RunRecord, path: &Path) -> Result<()> {
             )))?;
         }
     }
-    // The last second is cut short by the stop; it would read as a drop.
-    let load_end = record.load.started_unix_ms + record.load.elapsed_ms;
-    let whole_seconds = || {
-        record
-            .load
-            .timeline
-            .iter()
-            .filter(move |s| s.t_unix_ms + 1000 <= load_end)
-    };
+    // The last second with requests is cut short by the stop, and the ones
+    // after it only drain; they would read as a drop.
+    let timeline = &record.load.timeline;
+    let last_sending = timeline.iter().rposition(|s| s.sent > 0).unwrap_or(0);
+    let whole_seconds = || timeline[..last_sending].iter();
     let sent: Vec<(f64, f64)> = whole_seconds()
         .map(|s| (secs(s.t_unix_ms), s.sent as f64))
         .collect();
