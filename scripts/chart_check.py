@@ -767,6 +767,11 @@ def check_dockerfile_facts(paths: Paths) -> None:
            "the builder does not compile dependencies before copying the sources")
     ignore = paths.dockerfile.parent / ".dockerignore"
     expect(ignore.exists() and "target" in ignore.read_text(), ".dockerignore does not keep target/ out")
+    # Cargo needs every workspace member's manifest, even to build one package.
+    admitted = {line.strip().lstrip("!").rstrip("/") for line in ignore.read_text().splitlines() if line.startswith("!")}
+    members = tomllib.loads((paths.root / "Cargo.toml").read_text())["workspace"]["members"]
+    missing = [m for m in members if m.split("/")[0] not in admitted and m not in admitted]
+    expect(not missing, f".dockerignore leaves workspace members out of the build context: {missing}")
 
 
 # --- runner ------------------------------------------------------------------
