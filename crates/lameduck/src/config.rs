@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+/// Timeouts are capped at this (a year) where they set a deadline, so that
+/// no duration can overflow a clock.
+pub(crate) const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How a [`Server`](crate::Server) drains and shuts down.
 ///
 /// The defaults are the command line's defaults. Fields are public so that an
@@ -30,7 +34,8 @@ pub struct Config {
     /// time is closed (this also bounds how long an idle HTTP/1 keep-alive
     /// connection is kept).
     pub header_read_timeout: Duration,
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once (at least 1); further ones wait in the
+    /// listen backlog.
     pub max_connections: usize,
 }
 

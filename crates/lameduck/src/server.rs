@@ -164,7 +164,7 @@ impl Shared {
         let mut admin_h1 = http1::Builder::new();
         admin_h1
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout);
+            .header_read_timeout(config.header_read_timeout.min(crate::config::LONGEST));
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
         Self {
@@ -235,7 +235,11 @@ async fn accept(
     stop: CancellationToken,
 ) {
     // Beyond the limit, connections wait in the kernel's backlog.
-    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let limit = shared
+        .config
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let limit = Arc::new(Semaphore::new(limit));
     loop {
         let permit = tokio::select! {
             biased;

@@ -94,8 +94,17 @@ impl ConnState {
 
     /// When the header read timeout of the request now awaited expires.
     pub(crate) fn header_deadline(&self) -> Instant {
-        let since = self.waiting_since.load(Ordering::Relaxed);
-        self.shared.instant_at(since) + self.shared.config.header_read_timeout
+        let since = self
+            .shared
+            .instant_at(self.waiting_since.load(Ordering::Relaxed));
+        // Internal: a library caller may pass any duration; past a year it
+        // makes no difference, and `Instant` cannot overflow.
+        since
+            + self
+                .shared
+                .config
+                .header_read_timeout
+                .min(crate::config::LONGEST)
     }
 
     /// Asks the socket's next shutdown to hand the socket back instead.

@@ -233,3 +233,25 @@ async fn upgrades_are_handed_over_on_new_and_parked_connections() {
         .unwrap();
     assert_eq!(report.outcome, Phase::Done);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_settings_neither_panic_nor_block() {
+    let mut config = Config::default();
+    config.header_read_timeout = Duration::MAX;
+    config.idle_grace = Duration::MAX;
+    config.max_connections = usize::MAX;
+    let running = start(Server::new(config)).await;
+    let addr = running.app;
+    let response = tokio::task::spawn_blocking(move || Conn::connect(addr).unwrap().get("/"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status, 200);
+    running.stop.send(()).unwrap();
+    let report = tokio::time::timeout(PATIENCE, running.served)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.outcome, Phase::Done);
+}
