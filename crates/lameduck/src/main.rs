@@ -84,7 +84,9 @@ fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(error)) => {
-            eprintln!("probe {url}: {error}");
+            // The whole chain on one line: hyper's top error ("client error
+            // (Connect)") alone does not say what went wrong.
+            eprintln!("probe {url}: {:#}", anyhow::Error::from(error));
             ExitCode::FAILURE
         }
         Err(error) => {

@@ -17,7 +17,7 @@ pub enum ProbeError {
     #[error("invalid URL {0:?}: expected http://host[:port]/path")]
     Url(String),
     /// The request failed before an answer came.
-    #[error("request failed: {0}")]
+    #[error("request failed")]
     Request(#[from] hyper_util::client::legacy::Error),
     /// No answer within the timeout.
     #[error("no answer within {0:?}")]

@@ -163,7 +163,8 @@ fn probe_exits_0_on_2xx_and_1_otherwise() {
     drop(closed);
     let (code, stderr) = run(&["probe", "--timeout", "2s", &nobody]);
     assert_eq!(code, 1);
-    stderr_line(&stderr);
+    // The cause, not only hyper's "client error (Connect)".
+    assert!(stderr_line(&stderr).contains("refused"), "{stderr}");
     let (code, stderr) = run(&["probe", "ftp://example/"]);
     assert_eq!(code, 1);
     assert!(stderr_line(&stderr).contains("invalid URL"), "{stderr}");
