@@ -219,6 +219,31 @@ fn listener_closes_after_the_drain_delay() {
 }
 
 #[test]
+fn connections_waiting_in_the_backlog_when_the_listener_closes_are_served() {
+    // One connection at a time: the second waits in the kernel's backlog,
+    // its handshake complete and its request sent, when the listener closes.
+    let mut server = Lameduck::start(&["--max-connections", "1", "--drain-delay", "300ms"]);
+    let mut busy = Conn::connect(server.app).unwrap();
+    busy.send("/work?ms=1200").unwrap();
+    wait_for_metric(&server, "http_server_active_requests", 1.0);
+    let mut waiting = Conn::connect(server.app).unwrap();
+    waiting.send("/").unwrap();
+
+    server.terminate();
+    server.wait_log_phase("closing");
+    assert!(refused(server.app), "accepted after the drain window");
+    assert_eq!(busy.recv().unwrap().status, 200);
+    // Served once the busy connection closed, not reset with the listener.
+    let response = waiting
+        .recv()
+        .expect("the backlogged connection was dropped");
+    assert_eq!(response.status, 200);
+    assert!(response.says_close(), "{response:?}");
+    assert_eq!(server.exit_code(), 0);
+    assert_eq!(server.wait_log("shutdown finished")["completed"], 2);
+}
+
+#[test]
 fn stalled_connections_are_closed_by_the_header_read_timeout() {
     let server = Lameduck::start(&["--header-read-timeout", "500ms"]);
     let opened = Instant::now();
