@@ -84,12 +84,7 @@ impl ConnState {
     /// How long the connection has been idle at `now`; `None` while a request
     /// is in flight.
     pub(crate) fn idle_for(&self, now: Instant) -> Option<Duration> {
-        if self.busy() {
-            return None;
-        }
-        let now = self.shared.nanos_since_epoch(now);
-        let last = self.last_active.load(Ordering::Relaxed);
-        Some(Duration::from_nanos(now.saturating_sub(last)))
+        self.unless_busy_since(&self.last_active, now)
     }
 
     /// When the header read timeout of the request now awaited expires.
@@ -135,11 +130,17 @@ impl ConnState {
     /// headers at `now` (partial headers do not restart the clock); `None`
     /// while a request is in flight.
     pub(crate) fn waiting_for_headers(&self, now: Instant) -> Option<Duration> {
+        self.unless_busy_since(&self.waiting_since, now)
+    }
+
+    /// Time from the timestamp `stamp` to `now`; `None` while a request is
+    /// in flight.
+    fn unless_busy_since(&self, stamp: &AtomicU64, now: Instant) -> Option<Duration> {
         if self.busy() {
             return None;
         }
         let now = self.shared.nanos_since_epoch(now);
-        let since = self.waiting_since.load(Ordering::Relaxed);
+        let since = stamp.load(Ordering::Relaxed);
         Some(Duration::from_nanos(now.saturating_sub(since)))
     }
 }
