@@ -3,6 +3,7 @@
 //! `lameduck-bench` binary runs them and writes BENCHMARKS.md; `bare-hyper`
 //! is the baseline server.
 
+pub mod baseline;
 pub mod http;
 pub mod machine;
 pub mod measure;

@@ -6,9 +6,9 @@
 //!
 //! Prints `{"message":"serving","listen":"IP:PORT"}` like the other servers.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use lameduck_bench::baseline::{TEXT, announce, replica_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -21,18 +21,12 @@ async fn serve() -> anyhow::Result<()> {
     // Before the port is announced, so that SIGTERM cannot kill us first.
     let mut terminate = signal(SignalKind::terminate())?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(
-        stdout,
-        "{}",
-        serde_json::json!({"message": "serving", "listen": listener.local_addr()?.to_string()})
-    )?;
-    stdout.flush()?;
-    drop(stdout);
+    announce(listener.local_addr()?)?;
 
-    let name = std::env::var("POD_NAME").unwrap_or_else(|_| "close-only".into());
+    let name = replica_name("close-only");
     let response = Arc::new(format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{name}",
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n{name}",
+        TEXT.to_str()?,
         name.len()
     ));
     let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
