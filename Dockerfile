@@ -17,6 +17,8 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+# jemalloc's build-time settings: they must be there when the dependencies build.
+COPY .cargo .cargo
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json -p lameduck -p loadgen
 COPY . .

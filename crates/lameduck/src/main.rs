@@ -12,6 +12,12 @@ use lameduck::cli::{Cli, Command, EXIT_USAGE, ServeArgs};
 use lameduck::{Server, demo::Demo, signals, telemetry};
 use tokio::net::TcpListener;
 
+/// jemalloc returns the buffers an idle connection let go of to the kernel;
+/// the C allocator keeps them, between allocations that live on.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     match Cli::parse_or_exit().into_command() {
         Command::Serve(args) => serve(&args),
