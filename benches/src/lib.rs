@@ -2,6 +2,13 @@
 //! latency under wrk, shutdown latency, memory, and `/metrics` rendering. The
 //! `lameduck-bench` binary runs them and writes BENCHMARKS.md; `bare-hyper`
 //! is the baseline server.
+//!
+//! Every binary of this crate, the baselines included, allocates with
+//! jemalloc configured as lameduck's binary is (`.cargo/config.toml`), so
+//! that the comparisons measure the servers, not their allocators.
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod baseline;
 pub mod http;

@@ -195,7 +195,7 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             name: format!("RSS, {idle} idle keep-alive connections"),
             unit: Unit::Bytes,
             samples: m.lameduck_conns.clone(),
-            goal: Goal::None,
+            goal: Goal::AtMost(64.0 * MIB),
             baseline: baseline(&m.baseline_conns, "bare hyper"),
         },
         Figure {
@@ -356,17 +356,17 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "Two goals are set against a baseline of the same run rather than as absolute \
-         numbers: closing 10,000 idle connections (absolute target 50 ms) and the RSS that \
-         holds them (absolute target 64 MiB). On this kind of machine the baselines alone \
-         exceed those targets: a server that does nothing on SIGTERM but close the sockets \
-         from one task per core (*close only*) needs about 100 ms, most of it in the \
-         kernel's `close` and `epoll_ctl`; hyper-util's `GracefulShutdown`, the usual way \
-         to shut a hyper server down, which like lameduck has a task per connection, needs \
-         more; and bare hyper holds more memory for the connections than the target. So \
-         the check is on what lameduck adds: no slower than hyper-util's graceful shutdown, \
-         and no more memory than bare hyper. The absolute figures stay in the table, \
-         without a goal, for comparison across machines.\n"
+        "One goal is set against a baseline of the same run rather than as an absolute \
+         number: closing 10,000 idle connections (absolute target 50 ms). On this kind of \
+         machine the baseline alone exceeds that target: a server that does nothing on \
+         SIGTERM but close the sockets from one task per core (*close only*) needs 55 to \
+         100 ms, most of it in the kernel's `close` and `epoll_ctl`; hyper-util's \
+         `GracefulShutdown`, the usual way to shut a hyper server down, which like \
+         lameduck has a task per connection, needs more. So the check is on what lameduck \
+         adds: no slower than hyper-util's graceful shutdown. The absolute figure stays in \
+         the table, without a goal, for comparison across machines. The memory that holds \
+         the same connections has both goals: the absolute 64 MiB, and no more than bare \
+         hyper's.\n"
     );
 
     throughput_section(&mut out, r);
@@ -545,10 +545,12 @@ fn memory_section(out: &mut String, r: &Results) {
         "`VmRSS` from `/proc/PID/status`: idle is after one answered request whose \
          connection closed; with connections, after {idle} keep-alive connections have \
          each had one `GET /` answered and sat idle for 2 s (lameduck has parked them: \
-         see below). lameduck's figure with connections depends on how fast they came: \
-         the buffers hyper frees when a connection is parked stay mapped by the C \
-         allocator, between allocations that live on, and a connection used within the \
-         last second is not parked yet; the harness opens them as fast as it can.\n"
+         see below). Every server here allocates with jemalloc, configured as lameduck's \
+         binary is: a background thread hands pages freed for a second back to the \
+         kernel. That is what makes parking show in RSS: with the C allocator the buffers \
+         a parked connection let go of stay mapped, between allocations that live on \
+         (lameduck measured 70 to 110 MiB here with it, depending on how fast the \
+         connections came).\n"
     );
     header(out, &["server", "state", "every measurement"]);
     let mib = |v: &[f64]| list(Unit::Bytes, v);
@@ -638,7 +640,8 @@ fn method_section(out: &mut String, r: &Results) {
         "- Both servers are release builds from this repository: `lameduck serve` and \
          `benches/src/bin/bare-hyper.rs`, the smallest hyper 1.x server with the same \
          answer to `GET /` (status, `content-type`, body bytes), the same runtime (tokio \
-         multi-thread, default worker count) and `TCP_NODELAY`. The harness checks the two \
+         multi-thread, default worker count), the same allocator (jemalloc, configured \
+         alike) and `TCP_NODELAY`. The harness checks the two \
          answers match before measuring.\n\
          - Everything runs on loopback on ports the kernel picks, wrk and the harness \
          sharing the machine's {} cores with the server under test; nothing is pinned.\n\
@@ -809,7 +812,9 @@ mod tests {
     #[test]
     fn relative_goals_follow_their_baselines() {
         let mut r = results(1.0);
-        r.memory.lameduck_conns = vec![70.0 * MIB];
+        // Within the absolute 64 MiB, but more than bare hyper's 40.
+        r.memory.lameduck_conns = vec![50.0 * MIB];
+        r.memory.baseline_conns = vec![40.0 * MIB];
         r.shutdown.idle_conns_ms = vec![60.0, 62.0, 58.0];
         let failures = failures(&figures(&r));
         assert_eq!(failures.len(), 2, "{failures:?}");
@@ -819,9 +824,25 @@ mod tests {
             failures[0]
         );
         assert!(
-            failures[1].contains("lameduck / bare hyper: 1.167"),
+            failures[1].contains("lameduck / bare hyper: 1.250"),
             "{}",
             failures[1]
+        );
+    }
+
+    #[test]
+    fn memory_also_has_an_absolute_goal() {
+        let mut r = results(1.0);
+        // Less than bare hyper's 100, but over 64 MiB.
+        r.memory.lameduck_conns = vec![70.0 * MIB];
+        r.memory.baseline_conns = vec![100.0 * MIB];
+        let failures = failures(&figures(&r));
+        assert_eq!(
+            failures,
+            vec![
+                "RSS, 10,000 idle keep-alive connections: 70.0 MiB misses ≤ 64.0 MiB by 6.0 MiB, \
+                 more than its spread 0.0 MiB"
+            ]
         );
     }
 
