@@ -12,6 +12,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::{Service, service_fn};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// lameduck's `content-type` for `GET /`.
 pub const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -26,6 +28,16 @@ pub fn announce(listen: SocketAddr) -> std::io::Result<()> {
         serde_json::json!({"message": "serving", "listen": listen.to_string()})
     )?;
     stdout.flush()
+}
+
+/// For the baselines that shut down on SIGTERM: SIGTERM's stream, then a
+/// listener on a free loopback port, announced. In that order, so that a
+/// SIGTERM sent once the port is known cannot kill the process first.
+pub async fn listen_until_sigterm() -> std::io::Result<(Signal, TcpListener)> {
+    let terminate = signal(SignalKind::terminate())?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?)?;
+    Ok((terminate, listener))
 }
 
 /// The name `GET /` answers with: `POD_NAME` (the harness sets it for every

@@ -2,7 +2,7 @@
 //! every address is on loopback.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -402,18 +402,9 @@ pub fn shutdown_and_memory(
 
     // The floor: a tokio server that only holds the sockets and closes them.
     for _ in 0..plan.heavy_repeats {
-        let mut server = Server::start(&plan.close_only, &[])?;
-        let clients = open_idle(server.listen, plan.idle_connections)?;
-        thread::sleep(IDLE_SIT);
-        memory.close_only_conns.push(server.rss_bytes()? as f64);
-        let exit = server.terminate()?;
-        ensure!(
-            exit.status.success(),
-            "close-only exited with {}",
-            exit.status
-        );
-        shutdown.close_only_ms.push(millis(exit.after_signal));
-        drop(clients);
+        let (rss, ms) = baseline_idle_shutdown(plan, &plan.close_only)?;
+        memory.close_only_conns.push(rss);
+        shutdown.close_only_ms.push(ms);
     }
     log(&format!(
         "  close-only baseline, {} idle connections: {:?} ms",
@@ -423,17 +414,8 @@ pub fn shutdown_and_memory(
 
     // The usual graceful shutdown of a hyper server, same connections.
     for _ in 0..plan.heavy_repeats {
-        let mut server = Server::start(&plan.graceful_hyper, &[])?;
-        let clients = open_idle(server.listen, plan.idle_connections)?;
-        thread::sleep(IDLE_SIT);
-        let exit = server.terminate()?;
-        ensure!(
-            exit.status.success(),
-            "graceful-hyper exited with {}",
-            exit.status
-        );
-        shutdown.graceful_hyper_ms.push(millis(exit.after_signal));
-        drop(clients);
+        let (_, ms) = baseline_idle_shutdown(plan, &plan.graceful_hyper)?;
+        shutdown.graceful_hyper_ms.push(ms);
     }
     log(&format!(
         "  hyper-util graceful shutdown, {} idle connections: {:?} ms",
@@ -454,6 +436,24 @@ pub fn shutdown_and_memory(
         drop(clients);
     }
     Ok((shutdown, memory))
+}
+
+/// One shutdown of the baseline server `binary` holding the idle
+/// connections: its RSS while it holds them, then SIGTERM to exit in ms.
+fn baseline_idle_shutdown(plan: &Plan, binary: &Path) -> anyhow::Result<(f64, f64)> {
+    let mut server = Server::start(binary, &[])?;
+    let clients = open_idle(server.listen, plan.idle_connections)?;
+    thread::sleep(IDLE_SIT);
+    let rss = server.rss_bytes()? as f64;
+    let exit = server.terminate()?;
+    ensure!(
+        exit.status.success(),
+        "{} exited with {}",
+        binary.display(),
+        exit.status
+    );
+    drop(clients);
+    Ok((rss, millis(exit.after_signal)))
 }
 
 /// One in-flight run: returns (exit − last response, exit − signal) in ms.

@@ -1,8 +1,9 @@
 //! The baseline: the smallest hyper 1.x server that gives `GET /` the same
 //! answer as lameduck (status, `content-type`, body bytes), on the same runtime
 //! (tokio multi-thread, default worker count) and allocator (jemalloc, from
-//! this crate's library) with `TCP_NODELAY` like lameduck. No routing, no timers, no tracking, no shutdown: whatever
-//! lameduck costs beyond this is what the benchmark measures.
+//! this crate's library) with `TCP_NODELAY` like lameduck. No routing, no
+//! timers, no tracking, no shutdown: whatever lameduck costs beyond this is
+//! what the benchmark measures.
 //!
 //! `bare-hyper [ADDR]` (default `127.0.0.1:0`) prints one JSON line
 //! `{"message":"serving","listen":"IP:PORT"}` on stdout, so that a harness

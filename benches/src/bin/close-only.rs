@@ -8,20 +8,16 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use lameduck_bench::baseline::{TEXT, announce, replica_name};
+use lameduck_bench::baseline::{TEXT, listen_until_sigterm, replica_name};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::net::TcpStream;
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(serve())
 }
 
 async fn serve() -> anyhow::Result<()> {
-    // Before the port is announced, so that SIGTERM cannot kill us first.
-    let mut terminate = signal(SignalKind::terminate())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    announce(listener.local_addr()?)?;
+    let (mut terminate, listener) = listen_until_sigterm().await?;
 
     let name = replica_name("close-only");
     let response = Arc::new(format!(

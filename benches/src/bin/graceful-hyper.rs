@@ -10,19 +10,14 @@ use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use lameduck_bench::baseline::{announce, answer, replica_name};
-use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use lameduck_bench::baseline::{answer, listen_until_sigterm, replica_name};
 
 fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(serve())
 }
 
 async fn serve() -> anyhow::Result<()> {
-    // Before the port is announced, so that SIGTERM cannot kill us first.
-    let mut terminate = signal(SignalKind::terminate())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    announce(listener.local_addr()?)?;
+    let (mut terminate, listener) = listen_until_sigterm().await?;
 
     let name = Bytes::from(replica_name("graceful-hyper"));
     let graceful = GracefulShutdown::new();
