@@ -1,0 +1,3 @@
+module lameduck.invalid/cluster/pause
+
+go 1.26.0

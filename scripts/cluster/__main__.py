@@ -1,0 +1,128 @@
+"""A one-node Kubernetes cluster from upstream sources, in a network namespace.
+
+    python3 scripts/cluster build          build (or find cached) every component
+    python3 scripts/cluster up             start the cluster; a no-op when it is up
+    python3 scripts/cluster down           stop it and remove everything it made
+    python3 scripts/cluster shell [CMD…]   CMD (or a shell) inside, with kubectl and helm
+    python3 scripts/cluster load           build lameduck's image and import it; prints its reference
+    python3 scripts/cluster prometheus     apply deploy/prometheus/ with the image built here
+
+Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import yaml
+
+import build
+import image
+import node
+from errors import Fail
+from layout import CONTAINERD_SOCKET, KUBECONFIG, NETNS_PATH, ROOT
+
+ENTRY = str(pathlib.Path(__file__).resolve().parent)
+
+
+def _require_up():
+    if not (NETNS_PATH.exists() and KUBECONFIG.exists()):
+        raise Fail("the local cluster is not up", "scripts/just cluster-up")
+
+
+def shell(argv):
+    _require_up()
+    bin = build.built()
+    if bin is None:
+        raise Fail("the cluster's binaries are not built", "scripts/just cluster-up")
+    env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), PATH=f"{bin}:{os.environ.get('PATH', '')}")
+    argv = argv or [os.environ.get("SHELL") or "/bin/bash", "-i"]
+    os.execvpe("nsenter", node.in_netns(*argv), env)
+
+
+def _git_tag():
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                         stdout=subprocess.PIPE).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True,
+                           stdout=subprocess.PIPE).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def load():
+    """lameduck and loadgen, release builds, as an image in the cluster's containerd."""
+    _require_up()
+    node.log("cargo build --release -p lameduck -p loadgen")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "lameduck", "-p", "loadgen"],
+                   cwd=ROOT, check=True)
+    release = ROOT / "target" / "release"
+    ref = f"docker.io/library/lameduck-local:{_git_tag()}"
+    out = ROOT / "target" / "cluster"
+    out.mkdir(parents=True, exist_ok=True)
+    tar = out / "lameduck-image.tar"
+    layer = image.programs_layer({"/lameduck": release / "lameduck", "/loadgen": release / "loadgen"})
+    # The same user as the Dockerfile's distroless nonroot image.
+    image.write(tar, ref, layer, ["/lameduck"], user="65532:65532", ports=(8080, 8081),
+                labels={"org.opencontainers.image.title": "lameduck",
+                        "org.opencontainers.image.source": "https://github.com/lameduck-rs/lameduck"})
+    node.import_image(tar)
+    node.log(f"imported into {CONTAINERD_SOCKET} ({len(layer) // 1024} KiB layer)")
+    print(ref)
+    return 0
+
+
+def prometheus():
+    """deploy/prometheus/ as it is, but for the image: built here, since
+    Debian's Prometheus has no Kubernetes discovery and there is no registry."""
+    _require_up()
+    bin = build.built()
+    ref = node.PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(build.versions()["prometheus"]))
+    docs = []
+    for f in sorted((ROOT / "deploy" / "prometheus").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    for d in docs:
+        if d["kind"] == "Deployment":
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                if c["name"] == "prometheus":
+                    c["image"], c["imagePullPolicy"] = ref, "Never"
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    node.kubectl(bin, "apply", "-f", "-", input=manifest, from_host=True)
+    node.kubectl(bin, "-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=120s",
+                 from_host=True)
+    node.log(f"Prometheus ({ref}) is ready: monitoring/prometheus:web")
+    return 0
+
+
+def main(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "build":
+            print(build.build(log=node.log))
+            return 0
+        if command == "up":
+            return node.up(ENTRY)
+        if command == "_up-inside":
+            return node.up_inside()
+        if command == "_healthy":
+            return 0 if node.healthy(build.built()) else 1
+        if command == "down":
+            return node.down()
+        if command == "shell":
+            return shell(rest)
+        if command == "load":
+            return load()
+        if command == "prometheus":
+            return prometheus()
+    except Fail as f:
+        return f.report()
+    except subprocess.CalledProcessError as e:
+        return Fail(f"{' '.join(map(str, e.cmd))} exited with {e.returncode}").report()
+    print(f"error: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""Build the cluster's components from the pinned Go modules in deploy/cluster.
+
+The binaries go to a cache directory outside the clone, named after a hash of
+every go.mod, go.sum and source file and of the commands and flags, so that a
+second run finds them and any change to a pin builds afresh. Go's own module and build caches stay where
+Go keeps them, so a rebuild after a pin change is incremental.
+"""
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from layout import CACHE, MODULES
+from errors import Fail
+
+# Module directory → (upstream module, commands, ldflags that stamp the release
+# so that /version, `kubectl version` and Helm's kubeVersion checks see it).
+def _kube_ldflags(version):
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {pkg}.gitVersion={version}", f"-X {pkg}.gitMajor={major}",
+                  f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean",
+                  f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    return flags
+
+
+def prometheus_release(version):
+    # github.com/prometheus/prometheus v0.MMmPP.x is Prometheus M.mm.x (v0.316.0 is 3.16.0).
+    minor, patch = version.lstrip("v").split(".")[1:3]
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+
+
+COMPONENTS = {
+    "kubernetes": ("k8s.io/kubernetes", {
+        "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+        "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+        "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+        "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+        "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+        "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    }, _kube_ldflags),
+    "etcd": ("go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"}, lambda v: []),
+    "helm": ("helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"},
+             lambda v: [f"-X helm.sh/helm/v4/internal/version.version={v}",
+                        "-X helm.sh/helm/v4/internal/version.gitTreeState=clean"]),
+    "coredns": ("github.com/coredns/coredns", {"coredns": "github.com/coredns/coredns"},
+                lambda v: [f"-X github.com/coredns/coredns/coremain.GitCommit={v}"]),
+    "prometheus": ("github.com/prometheus/prometheus",
+                   {"prometheus": "github.com/prometheus/prometheus/cmd/prometheus"},
+                   lambda v: [f"-X github.com/prometheus/common/version.Version={prometheus_release(v)}",
+                              f"-X github.com/prometheus/common/version.Revision={v}",
+                              "-X github.com/prometheus/common/version.Branch=release"]),
+    # The pod sandbox: the project's own program (no registry to pull one from).
+    "pause": (None, {"pause": "."}, lambda v: []),
+}
+
+
+def _plan():
+    """(component, binary, package, ldflags) for everything to build."""
+    plan = []
+    for name, (module, commands, ldflags) in COMPONENTS.items():
+        flags = ["-s", "-w"] + (ldflags(_version(name, module)) if module else [])
+        plan += [(name, binary, package, " ".join(flags)) for binary, package in commands.items()]
+    return plan
+
+
+def key():
+    """Changes with any pin, source file, command or flag."""
+    h = hashlib.sha256(json.dumps(_plan()).encode())
+    for name in sorted(COMPONENTS):
+        for f in sorted((MODULES / name).glob("*")):
+            if f.suffix in (".mod", ".sum", ".go"):
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def bin_dir():
+    return CACHE / f"bin-{key()}"
+
+
+def built():
+    """The directory with every binary, or None if a build is needed."""
+    d = bin_dir()
+    return d if (d / ".complete").exists() else None
+
+
+def _require_go():
+    if shutil.which("go") is None:
+        raise Fail("no Go toolchain on PATH: the cluster's components are built from Go modules",
+                   "install Go 1.26 (https://go.dev/dl/) and put it on PATH, then run `scripts/just cluster-up` again")
+
+
+def _version(name, module):
+    """The upstream version that deploy/cluster/<name>/go.mod requires."""
+    text = (MODULES / name / "go.mod").read_text()
+    m = re.search(rf"^require {re.escape(module)} (\S+)$", text, re.M)
+    if not m:
+        raise Fail(f"deploy/cluster/{name}/go.mod does not require {module}", "deploy/cluster/pin.py")
+    return m.group(1)
+
+
+def versions():
+    """Upstream module versions by component directory."""
+    return {name: _version(name, module) for name, (module, _, _) in COMPONENTS.items() if module}
+
+
+def build(log=print):
+    """Build every component that is not cached yet; return the bin directory."""
+    done = built()
+    if done:
+        return done
+    _require_go()
+    out = bin_dir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bin-partial-", dir=out.parent))
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    started = time.monotonic()
+    for name, binary, package, flags in _plan():
+        t = time.monotonic()
+        log(f"building {binary} ({COMPONENTS[name][0] or 'deploy/cluster/' + name})")
+        cmd = ["go", "build", "-trimpath", "-ldflags", flags, "-o", str(tmp / binary), package]
+        proc = subprocess.run(cmd, cwd=MODULES / name, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            raise Fail(f"building {binary} failed:\n{tail}", f"cd {MODULES / name} && go build {package}")
+        log(f"  {binary}: {time.monotonic() - t:.0f} s")
+    (tmp / ".complete").write_text(f"{time.monotonic() - started:.0f}\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    # Older keys are pins no longer in use.
+    for old in out.parent.glob("bin-*"):
+        if old != out:
+            shutil.rmtree(old, ignore_errors=True)
+    log(f"built every component in {time.monotonic() - started:.0f} s into {out}")
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        build()
+    except Fail as f:
+        sys.exit(f.report())
