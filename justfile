@@ -24,11 +24,14 @@ run *ARGS:
 setup:
     scripts/setup-debian prometheus
 
-# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests, the local rollout suite.
+# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests, the local rollout suite, the rollout suite on a real cluster.
 test: setup fmt-check lint chart-test
+    python3 -m unittest discover --start-directory scripts/cluster
     cargo test --workspace --all-targets --locked
     cargo test --workspace --doc --locked
     {{just_executable()}} --justfile {{justfile()}} e2e-local
+    # The cluster goes down however the suite ends; its build stays cached.
+    trap '{{just_executable()}} --justfile {{justfile()}} cluster-down' EXIT; {{just_executable()}} --justfile {{justfile()}} e2e-cluster
 
 # Format the Rust code.
 fmt:
@@ -70,6 +73,7 @@ deploy: kind-up kind-load
 # Install the minimal Prometheus of deploy/prometheus into the kind cluster.
 kind-prometheus: kind-up
     kubectl --context kind-{{kind_cluster}} apply -f deploy/prometheus/
+    kubectl --context kind-{{kind_cluster}} -n monitoring rollout status deployment/prometheus --timeout 5m
 
 # Roll lameduck under load without a cluster and print the report (the README's main job).
 demo: setup _e2e-build (_render "graceful")
@@ -82,11 +86,48 @@ e2e-local: setup _e2e-build (_render "graceful") (_render "naive") (_render "dra
     target/release/e2e local --label lag-beyond-prestop --lag 7s --rollouts 1 --rendered target/e2e/graceful.rendered.json --expect failures --lameduck target/release/lameduck
     target/release/e2e local --label drain-covers-lag --lag 7s --rollouts 1 --rendered target/e2e/drain-covers-lag.rendered.json --expect no-failures --lameduck target/release/lameduck
 
-# The rollout suite in kind (needs docker, kind, helm): the chart's defaults, then the negative control.
-e2e: kind-up kind-load
+# The rollout suite in kind (needs docker, kind, helm, kubectl): the chart's defaults, then the negative control.
+e2e: kind-up kind-load kind-prometheus
     cargo build --release --locked -p e2e
-    target/release/e2e kind --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}}
-    target/release/e2e kind --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}}
+    target/release/e2e cluster --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
+    target/release/e2e cluster --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
+
+# Install the Debian packages the local cluster runs on (containerd, runc, CNI plugins, nftables).
+setup-cluster:
+    scripts/setup-debian containerd runc containernetworking-plugins nftables
+
+# Start a one-node Kubernetes cluster built from upstream sources, in its own network namespace (root; first build ~11 min, then cached).
+cluster-up: setup-cluster
+    python3 scripts/cluster up
+
+# Stop the local cluster and remove its namespace, processes, mounts and pod sandboxes.
+cluster-down:
+    python3 scripts/cluster down
+
+# Run a command inside the local cluster's namespace, with its KUBECONFIG and kubectl and helm on PATH (a shell without one).
+[positional-arguments]
+cluster-shell *CMD:
+    python3 scripts/cluster shell "$@"
+
+# Build lameduck's image without a registry and import it into the local cluster; the last line is its reference.
+cluster-load:
+    python3 scripts/cluster load
+
+# The rollout suite on the local cluster: the chart's defaults, the negative control, a drain delay, then `helm test`.
+e2e-cluster: cluster-up
+    #!/usr/bin/env bash
+    set -euo pipefail
+    image=$(python3 scripts/cluster load | tail -n 1)
+    python3 scripts/cluster prometheus
+    cargo build --release --locked -p e2e
+    run() {
+        python3 scripts/cluster shell target/release/e2e cluster --context lameduck-local --image "$image" \
+            --prometheus monitoring/prometheus:web "$@"
+    }
+    run --label cluster-graceful --values e2e/values/graceful.yaml --expect no-failures
+    run --label cluster-naive --values e2e/values/naive.yaml --expect failures
+    run --label cluster-drain-delay --values e2e/values/drain-covers-lag.yaml --expect no-failures --rollouts 1
+    python3 scripts/cluster shell helm test lameduck
 
 _e2e-build:
     cargo build --release --locked -p lameduck -p e2e

@@ -670,6 +670,14 @@ def check_kind_cluster(paths: Paths) -> None:
         all(i.startswith("kindest/node:" + want) for i in images),
         f"kind node images {images} do not run Kubernetes {want[1:-1]}, the version e2e/Cargo.toml builds its client for",
     )
+    # So must the local cluster that `just cluster-up` builds from the Go module proxy.
+    gomod = (paths.root / "deploy" / "cluster" / "kubernetes" / "go.mod").read_text()
+    pinned = re.search(r"^require k8s\.io/kubernetes (v\S+)$", gomod, re.M)
+    expect(pinned is not None, "deploy/cluster/kubernetes/go.mod requires no k8s.io/kubernetes")
+    expect(
+        pinned.group(1).startswith(want),
+        f"the local cluster builds Kubernetes {pinned.group(1)}, not {want[1:-1]}, the version e2e/Cargo.toml builds its client for",
+    )
 
 
 def prometheus_docs(paths: Paths) -> list[Doc]:
@@ -986,7 +994,7 @@ def main() -> int:
     report.section("deploy/")
     report.run("deploy/manifests/lameduck.yaml is what `just generate` renders", lambda: check_manifest_fresh(paths))
     report.run("deploy/manifests/lameduck.yaml is valid (strict)", lambda: check_manifest_valid(paths))
-    report.run("deploy/kind/cluster.yaml: 1 control plane, 2 workers", lambda: check_kind_cluster(paths))
+    report.run("deploy/kind/cluster.yaml: 1 control plane, 2 workers; kind and deploy/cluster run the Kubernetes the e2e client is built for", lambda: check_kind_cluster(paths))
     report.run("deploy/prometheus: valid (strict), pod-role discovery, reads the chart's annotations",
                lambda: check_prometheus(paths))
     report.run("deploy/grafana/lameduck.json: contract metrics, per-pod shutdown panels", lambda: check_dashboard(paths))

@@ -1,6 +1,7 @@
 //! The rollout suite: rolls a Deployment of lameduck under load and counts
 //! every failed request. Two backends play the same scenario and apply the
-//! same assertions: `kind` (a real cluster) and `local` (no cluster: real
+//! same assertions: `cluster` (a real cluster: kind, the local one of
+//! `scripts/just cluster-up`, or any other) and `local` (no cluster: real
 //! processes, a kube-proxy-like Service proxy, a real Prometheus).
 //!
 //! Exit codes: 0 when the run showed what it was expected to show (no
@@ -9,10 +10,11 @@
 // A binary crate: `pub` marks what the modules share with each other.
 #![allow(unreachable_pub)]
 
+mod cluster;
 mod http;
-mod kind;
 mod local;
 mod progress;
+mod promql;
 mod report;
 mod scenario;
 mod timeline;
@@ -37,8 +39,9 @@ struct Cli {
 enum Backend {
     /// No cluster: replicas are local processes behind a loopback Service proxy.
     Local(local::LocalArgs),
-    /// A kind (or any) cluster: the chart installed with Helm, load from a Job.
-    Kind(kind::KindArgs),
+    /// Any cluster reached through a kubeconfig context (kind, the local
+    /// cluster, your own): the chart installed with Helm, load from a Job.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,9 +58,9 @@ fn main() -> ExitCode {
             let out = args.out.clone();
             (out, runtime.block_on(local::run(args)))
         }
-        Backend::Kind(args) => {
+        Backend::Cluster(args) => {
             let out = args.out.clone();
-            (out, runtime.block_on(kind::run(args)))
+            (out, runtime.block_on(cluster::run(args)))
         }
     };
     let record = match record {

@@ -44,6 +44,14 @@ impl ReplicaRecord {
     }
 }
 
+/// One change of a replica, as the backend saw it happen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    pub t_unix_ms: u64,
+    pub pod: String,
+    pub change: String,
+}
+
 /// One rollout: the restart, the controller done, the old replicas gone.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutSpan {
@@ -66,6 +74,9 @@ pub struct RunRecord {
     pub replicas: Vec<ReplicaRecord>,
     /// Endpoints traffic was routed to, sampled every second.
     pub routed: Vec<(u64, usize)>,
+    /// Every replica transition in the order seen (the cluster backend's watch).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
     pub load: loadgen::Report,
     pub verdict: Verdict,
 }

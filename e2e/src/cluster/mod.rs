@@ -1,40 +1,54 @@
-//! The kind backend: the chart in a real cluster, the load generator as a Job
-//! against the ClusterIP Service, rolling restarts through the API, and the
-//! terminating pods' `/metrics` scraped through the API server's pod proxy.
+//! The cluster backend, for any cluster reached through a kubeconfig context:
+//! kind, the local cluster of `scripts/just cluster-up`, or a user's own. The
+//! chart is installed with Helm; the load generator runs as a Job against
+//! the ClusterIP Service; rolling restarts go through the API; a watch
+//! records every pod transition; terminating pods' `/metrics` are scraped
+//! through the API server's pod proxy; and the cluster's Prometheus is asked
+//! what it scraped.
 
+mod api;
 mod job;
 mod pods;
+mod prometheus;
 mod rollout;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::config::KubeConfigOptions;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 use crate::timeline::{RolloutSpan, RunRecord, unix_ms};
-use crate::verdict::{self, Expect};
-use pods::{Pods, ShutdownSample};
+use crate::verdict::{self, Expect, Verdict};
+use api::{Proxy, explain_pods, retry};
+use pods::Pods;
 use rollout::Rollout;
 
-/// How often the backend looks at the cluster.
+/// How often the backend looks at a Deployment's status or a Job's pod.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a terminating pod's `/metrics` is scraped.
+const SCRAPE: Duration = Duration::from_millis(100);
 /// Longest a single rollout may take before the run fails.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How far the watch may be behind the API's deletion time (whole seconds).
+const DELETION_SEEN_WITHIN_MS: u64 = 2_000;
 
-/// Flags of `e2e kind`.
+/// Flags of `e2e cluster`.
 #[derive(Debug, Clone, Args)]
-pub struct KindArgs {
+pub struct ClusterArgs {
     /// Name of the run (file names under --out, the load generator's Job).
     #[arg(long)]
     pub label: String,
@@ -44,10 +58,10 @@ pub struct KindArgs {
     /// What the run must show.
     #[arg(long, value_enum)]
     pub expect: Expect,
-    /// The image, `repository:tag`, already loaded into the cluster.
+    /// The image, `repository:tag`, already in the cluster's nodes.
     #[arg(long)]
     pub image: String,
-    /// kubeconfig context (the kind cluster's is `kind-<name>`).
+    /// kubeconfig context (kind's is `kind-<name>`, the local cluster's `lameduck-local`).
     #[arg(long)]
     pub context: Option<String>,
     #[arg(long, default_value = "default")]
@@ -57,6 +71,10 @@ pub struct KindArgs {
     pub release: String,
     #[arg(long, default_value = "charts/lameduck")]
     pub chart: PathBuf,
+    /// The cluster's Prometheus as `namespace/service:port` (deploy/prometheus
+    /// is `monitoring/prometheus:web`); asked what it scraped while pods terminated.
+    #[arg(long)]
+    pub prometheus: Option<String>,
     /// Where the record and the picture go.
     #[arg(long, default_value = "target/e2e")]
     pub out: PathBuf,
@@ -64,102 +82,69 @@ pub struct KindArgs {
     pub scenario: Scenario,
 }
 
+/// What the run shares between its tasks.
+struct Shared {
+    pods: Mutex<Pods>,
+    /// Serving pods, sampled every second.
+    routed: Mutex<Vec<(u64, usize)>>,
+    /// The rollout under way (0 during warm-up).
+    generation: AtomicU32,
+}
+
 /// Installs the chart with this run's values, rolls it under load, judges.
-pub async fn run(args: KindArgs) -> Result<RunRecord> {
-    helm_upgrade(&args)?;
-    let config = kube::Config::from_kubeconfig(&KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    })
-    .await
-    .context("cannot read the kubeconfig")?;
-    let client = Client::try_from(config)?;
+pub async fn run(args: ClusterArgs) -> Result<RunRecord> {
+    let client = connect(args.context.as_deref()).await?;
+    helm_upgrade(&args, &client).await?;
     let ns = &args.namespace;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-
-    let deployment = deployments.get(&args.release).await?;
+    let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
     let selector = selector_of(&deployment)?;
     let grace = grace_of(&deployment);
-    let listing = ListParams::default().labels(&selector);
+    // Internal: an upgrade that changed the pod template rolled the
+    // Deployment; its old pods must not count as this run's terminations.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    wait_until_none_terminating(&pods, &selector).await?;
 
-    // The load generator, against the Service's cluster DNS name.
-    let job_name = format!("{}-loadgen-{}", args.release, args.label);
-    let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
-    wait_until_gone(&pods, &format!("job-name={job_name}")).await?;
-    let target = format!("{}.{ns}.svc.cluster.local:80", args.release);
-    let load_args = args
-        .scenario
-        .load_args(&target, &format!("0.0.0.0:{}", job::CONTROL_PORT));
-    jobs.create(
-        &PostParams::default(),
-        &job::manifest(&job_name, &args.image, &load_args),
-    )
-    .await
-    .context("cannot create the load generator's Job")?;
-    let load_pod = wait_for_load_pod(&pods, &client, ns, &job_name).await?;
-    let control = PodProxy::new(client.clone(), ns, &load_pod, job::CONTROL_PORT);
-
-    let seen = Arc::new(Mutex::new(Pods::default()));
-    let routed = Arc::new(Mutex::new(Vec::new()));
-    let latest = Arc::new(Mutex::new(loadgen::Progress::default()));
-    let started_ms = unix_ms();
-    let generation = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let watcher = tokio::spawn(watch_pods(
+    let shared = Arc::new(Shared {
+        pods: Mutex::new(Pods::default()),
+        routed: Mutex::new(Vec::new()),
+        generation: AtomicU32::new(0),
+    });
+    let watching = tokio::spawn(watch_pods(
         client.clone(),
         ns.clone(),
-        listing.clone(),
-        Arc::clone(&seen),
-        Arc::clone(&routed),
-        Arc::clone(&generation),
+        selector,
+        Arc::clone(&shared),
     ));
-    let poller = tokio::spawn({
-        let control = control.clone();
-        let latest = Arc::clone(&latest);
-        async move {
-            loop {
-                if let Ok(text) = control.get("/progress").await
-                    && let Ok(progress) = serde_json::from_str(&text)
-                {
-                    *latest.lock().unwrap() = progress;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    });
+    let sampling = tokio::spawn(sample_routed(Arc::clone(&shared)));
+
+    let load = LoadJob::start(&client, &args).await?;
+    let latest = Arc::new(Mutex::new(loadgen::Progress::default()));
+    let polling = tokio::spawn(poll_progress(load.control.clone(), Arc::clone(&latest)));
     let progress = Progress::spawn({
-        let seen = Arc::clone(&seen);
+        let shared = Arc::clone(&shared);
         let latest = Arc::clone(&latest);
         move || {
-            let pods = seen.lock().unwrap();
+            let pods = shared.pods.lock().unwrap();
             let states = pods
                 .seen
                 .iter()
-                .filter(|(_, s)| !s.gone)
-                .map(|(n, s)| {
-                    let state = if s.terminating_ms.is_some() {
-                        "Terminating"
-                    } else if s.ready_ms.is_some() {
-                        "Ready"
-                    } else {
-                        "Starting"
-                    };
-                    format!("{n}:{state}")
-                })
+                .filter(|(_, s)| s.gone_ms.is_none())
+                .map(|(n, s)| format!("{n}:{}", s.state()))
                 .collect();
             (latest.lock().unwrap().clone(), states)
         }
     });
+    let started_ms = unix_ms();
 
     tokio::time::sleep(args.scenario.warmup).await;
     let mut spans = Vec::new();
     for round in 1..=args.scenario.rollouts {
-        generation.store(round, std::sync::atomic::Ordering::Relaxed);
+        shared.generation.store(round, Ordering::Relaxed);
         let started = unix_ms();
         restart(&deployments, &args.release, round).await?;
         let completed = wait_for_rollout(&deployments, &args.release).await?;
-        wait_for_old_pods(&seen).await?;
+        wait_for_old_pods(&shared.pods).await?;
         spans.push(RolloutSpan {
             started_ms: started,
             completed_ms: completed,
@@ -168,42 +153,31 @@ pub async fn run(args: KindArgs) -> Result<RunRecord> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    control
-        .post("/stop")
-        .await
-        .context("cannot stop the load generator")?;
-    let log = wait_for_report(&pods, &load_pod).await?;
-    let report =
-        loadgen::Report::find_in_log(&log).context("no report in the load generator's log")?;
+    let report = load.finish(&client, ns).await?;
     progress.stop();
-    poller.abort();
-    watcher.abort();
+    polling.abort();
+    watching.abort();
+    sampling.abort();
     let finished_ms = unix_ms();
 
-    let pods_seen = std::mem::take(&mut *seen.lock().unwrap());
-    let replicas = pods_seen.records();
+    let pods = std::mem::take(&mut *shared.pods.lock().unwrap());
+    let replicas = pods.records();
     let terminations: Vec<_> = replicas
         .iter()
         .filter_map(crate::timeline::ReplicaRecord::termination)
         .collect();
     let mut verdict = verdict::judge(&report, &terminations, args.expect, args.scenario.bar());
-    if args.expect == Expect::NoFailures {
-        for t in &terminations {
-            let sample = pods_seen.seen.get(&t.name).and_then(|s| s.shutdown);
-            let ShutdownSample {
-                phase,
-                duration_seconds,
-            } = sample.unwrap_or_default();
-            verdict.push(
-                format!("{}'s shutdown was scraped through the pod proxy", t.name),
-                phase >= 1.0 && duration_seconds > 0.0,
-                format!(
-                    "last phase {phase}, lameduck_shutdown_duration_seconds {duration_seconds:.3}"
-                ),
-            );
-        }
+    check_pods(&pods, &terminations, args.expect, &mut verdict);
+    // The negative control's pods live a fraction of a second after their
+    // deletion: nothing can be asked to scrape them.
+    if let Some(spec) = args
+        .prometheus
+        .as_ref()
+        .filter(|_| args.expect == Expect::NoFailures)
+    {
+        let prometheus = prometheus::Prometheus::new(client.clone(), spec)?;
+        prometheus::check(&prometheus, &terminations, &mut verdict).await?;
     }
-    let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
 
     let mut settings = vec![
         ("values".to_owned(), args.values.display().to_string()),
@@ -211,14 +185,14 @@ pub async fn run(args: KindArgs) -> Result<RunRecord> {
         ("grace period".to_owned(), format!("{grace}s")),
         (
             "load generator".to_owned(),
-            format!("Job {job_name} → {target}"),
+            format!("Job {} → {}", load.name, load.target),
         ),
     ];
     settings.extend(args.scenario.settings());
-    let routed = std::mem::take(&mut *routed.lock().unwrap());
+    let routed = std::mem::take(&mut *shared.routed.lock().unwrap());
     Ok(RunRecord {
         label: args.label,
-        backend: "kind",
+        backend: "cluster",
         expect: args.expect,
         settings,
         started_ms,
@@ -226,13 +200,67 @@ pub async fn run(args: KindArgs) -> Result<RunRecord> {
         rollouts: spans,
         replicas,
         routed,
+        transitions: pods.transitions,
         load: report,
         verdict,
     })
 }
 
-/// `helm upgrade --install` with this run's values and image, waiting until ready.
-fn helm_upgrade(args: &KindArgs) -> Result<()> {
+async fn connect(context: Option<&str>) -> Result<Client> {
+    let config = kube::Config::from_kubeconfig(&KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    })
+    .await
+    .context("cannot read the kubeconfig")?;
+    Ok(Client::try_from(config)?)
+}
+
+/// What the watch and the pod proxy showed of each terminated pod.
+fn check_pods(
+    pods: &Pods,
+    terminations: &[verdict::Termination],
+    expect: Expect,
+    verdict: &mut Verdict,
+) {
+    for t in terminations {
+        let Some(seen) = pods.seen.get(&t.name) else {
+            continue;
+        };
+        // Internal: deletionTimestamp − grace is the deletion request's time,
+        // truncated to whole seconds; the watch must have seen it soon after.
+        let lag = seen
+            .deleted_ms
+            .zip(seen.deleted_api_ms)
+            .map(|(seen_ms, api_ms)| seen_ms as i64 - api_ms as i64);
+        verdict.push(
+            format!("{}'s deletion was seen as it happened", t.name),
+            lag.is_some_and(|l| (0..=DELETION_SEEN_WITHIN_MS as i64).contains(&l)),
+            match lag {
+                Some(l) => format!(
+                    "the watch saw it {l} ms after the API's deletion time (whole seconds), at most {DELETION_SEEN_WITHIN_MS} ms allowed"
+                ),
+                None => "unknown: the deletion time was not seen".to_owned(),
+            },
+        );
+        if expect == Expect::Failures {
+            continue;
+        }
+        let s = seen.shutdown;
+        verdict.push(
+            format!("{} answered /metrics through the pod proxy while it terminated", t.name),
+            s.scrapes > 0,
+            format!(
+                "{} scrapes, highest lameduck_shutdown_phase {}, last lameduck_shutdown_duration_seconds {:.3}",
+                s.scrapes, s.highest_phase, s.duration_seconds
+            ),
+        );
+    }
+}
+
+/// `helm upgrade --install` with this run's values and image, waiting until
+/// ready; if it fails, what the release's pods are waiting for.
+async fn helm_upgrade(args: &ClusterArgs, client: &Client) -> Result<()> {
     let (repository, tag) = args
         .image
         .rsplit_once(':')
@@ -244,15 +272,17 @@ fn helm_upgrade(args: &KindArgs) -> Result<()> {
         .arg(&args.values)
         .arg(format!("--set-string=image.repository={repository}"))
         .arg(format!("--set-string=image.tag={tag}"))
-        .args(["--wait", "--timeout", "5m"]);
+        .args(["--wait", "--timeout", "3m"]);
     if let Some(context) = &args.context {
         helm.args(["--kube-context", context]);
     }
     let status = helm
         .status()
-        .context("cannot run helm (is it installed?)")?;
+        .context("cannot run helm (is it installed and on PATH?)")?;
     if !status.success() {
-        bail!("helm upgrade failed: {status}");
+        let selector = format!("app.kubernetes.io/instance={}", args.release);
+        let why = explain_pods(client, &args.namespace, &selector).await;
+        bail!("helm upgrade failed ({status}); the release's pods:\n{why}");
     }
     Ok(())
 }
@@ -285,10 +315,12 @@ async fn restart(deployments: &Api<Deployment>, name: &str, round: u32) -> Resul
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
         "kubectl.kubernetes.io/restartedAt": stamp
     }}}}});
-    deployments
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .context("cannot restart the Deployment")?;
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+    retry("restart the Deployment", || {
+        deployments.patch(name, &params, &patch)
+    })
+    .await
+    .context("cannot restart the Deployment")?;
     Ok(())
 }
 
@@ -296,11 +328,12 @@ async fn restart(deployments: &Api<Deployment>, name: &str, round: u32) -> Resul
 async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<u64> {
     let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
     loop {
-        match rollout::status(&deployments.get(name).await?) {
+        let deployment = retry("get the Deployment", || deployments.get(name)).await?;
+        match rollout::status(&deployment) {
             Rollout::Complete => return Ok(unix_ms()),
             Rollout::Failed(why) => bail!("rollout failed: {why}"),
-            Rollout::Waiting(_) if tokio::time::Instant::now() > deadline => {
-                bail!("rollout did not complete within {ROLLOUT_TIMEOUT:?}")
+            Rollout::Waiting(why) if tokio::time::Instant::now() > deadline => {
+                bail!("rollout did not complete within {ROLLOUT_TIMEOUT:?}: {why}")
             }
             Rollout::Waiting(_) => tokio::time::sleep(POLL).await,
         }
@@ -308,11 +341,12 @@ async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<u
 }
 
 /// Waits until no terminating server pod is left.
-async fn wait_for_old_pods(seen: &Mutex<Pods>) -> Result<()> {
+async fn wait_for_old_pods(pods: &Mutex<Pods>) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
-    // Internal: give the watcher one look after the rollout completed.
+    // Internal: the rollout completes when the old ReplicaSet is scaled to
+    // zero; the watch may not have delivered the last deletion yet.
     tokio::time::sleep(POLL * 2).await;
-    while seen.lock().unwrap().terminating().next().is_some() {
+    while pods.lock().unwrap().terminating().next().is_some() {
         if tokio::time::Instant::now() > deadline {
             bail!("old pods still terminating after {ROLLOUT_TIMEOUT:?}");
         }
@@ -321,59 +355,187 @@ async fn wait_for_old_pods(seen: &Mutex<Pods>) -> Result<()> {
     Ok(())
 }
 
-/// Lists the server pods every `POLL`; scrapes terminating ones' `/metrics`
-/// through the pod proxy while they shut down; samples the serving count.
-async fn watch_pods(
-    client: Client,
-    ns: String,
-    listing: ListParams,
-    seen: Arc<Mutex<Pods>>,
-    routed: Arc<Mutex<Vec<(u64, usize)>>>,
-    generation: Arc<std::sync::atomic::AtomicU32>,
-) {
+/// Follows the server pods with a watch (relisting after 410 Gone or any
+/// error, with backoff) and scrapes each one that starts terminating.
+async fn watch_pods(client: Client, ns: String, selector: String, shared: Arc<Shared>) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut last_sample = 0;
+    let config = watcher::Config::default().labels(&selector);
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                eprintln!("  watch of the server pods: {error}; resuming");
+                continue;
+            }
+        };
+        let now = unix_ms();
+        let generation = shared.generation.load(Ordering::Relaxed);
+        let deleted = shared.pods.lock().unwrap().apply(event, now, generation);
+        for name in deleted {
+            let proxy = Proxy::pod(client.clone(), &ns, &name, 8081);
+            tokio::spawn(scrape_while_terminating(proxy, name, Arc::clone(&shared)));
+        }
+    }
+}
+
+/// Scrapes a terminating pod's `/metrics` every `SCRAPE` until it is gone.
+async fn scrape_while_terminating(proxy: Proxy, name: String, shared: Arc<Shared>) {
+    let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        if shared
+            .pods
+            .lock()
+            .unwrap()
+            .seen
+            .get(&name)
+            .is_none_or(|s| s.gone_ms.is_some())
+        {
+            return;
+        }
+        // Internal: failures are expected once the process has exited.
+        if let Ok(text) = proxy.get_once("/metrics").await
+            && let (Some(phase), Some(duration)) = (
+                sample(&text, "lameduck_shutdown_phase"),
+                sample(&text, "lameduck_shutdown_duration_seconds"),
+            )
+            && let Some(s) = shared.pods.lock().unwrap().seen.get_mut(&name)
+        {
+            s.shutdown.scrapes += 1;
+            s.shutdown.highest_phase = s.shutdown.highest_phase.max(phase);
+            s.shutdown.duration_seconds = duration;
+        }
+        tokio::time::sleep(SCRAPE).await;
+    }
+}
+
+async fn sample_routed(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        if let Ok(list) = pods.list(&listing).await {
-            let now = unix_ms();
-            let round = generation.load(std::sync::atomic::Ordering::Relaxed);
-            let terminating: Vec<String> = {
-                let mut seen = seen.lock().unwrap();
-                seen.observe(&list.items, now, round);
-                if now >= last_sample + 1000 {
-                    routed.lock().unwrap().push((now, seen.serving()));
-                    last_sample = now;
-                }
-                seen.terminating().map(str::to_owned).collect()
-            };
-            for name in terminating {
-                let proxy = PodProxy::new(client.clone(), &ns, &name, 8081);
-                if let Ok(text) = proxy.get("/metrics").await
-                    && let (Some(phase), Some(duration_seconds)) = (
-                        pods::sample(&text, "lameduck_shutdown_phase"),
-                        pods::sample(&text, "lameduck_shutdown_duration_seconds"),
-                    )
-                    && let Some(s) = seen.lock().unwrap().seen.get_mut(&name)
-                {
-                    s.shutdown = Some(ShutdownSample {
-                        phase,
-                        duration_seconds,
+        tick.tick().await;
+        let serving = shared.pods.lock().unwrap().serving();
+        shared.routed.lock().unwrap().push((unix_ms(), serving));
+    }
+}
+
+async fn poll_progress(control: Proxy, latest: Arc<Mutex<loadgen::Progress>>) {
+    loop {
+        if let Ok(text) = control.get_once("/progress").await
+            && let Ok(progress) = serde_json::from_str(&text)
+        {
+            *latest.lock().unwrap() = progress;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The load generator, running as a Job in the cluster.
+struct LoadJob {
+    name: String,
+    target: String,
+    pod: String,
+    control: Proxy,
+}
+
+impl LoadJob {
+    /// Replaces any Job of the same name and waits until its control endpoint answers.
+    async fn start(client: &Client, args: &ClusterArgs) -> Result<Self> {
+        let ns = &args.namespace;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let name = format!("{}-loadgen-{}", args.release, args.label);
+        let by_job = format!("job-name={name}");
+        let _ = jobs.delete(&name, &DeleteParams::background()).await;
+        wait_until_gone(&pods, &by_job).await?;
+        let target = format!("{}.{ns}.svc.cluster.local:80", args.release);
+        let load_args = args
+            .scenario
+            .load_args(&target, &format!("0.0.0.0:{}", job::CONTROL_PORT));
+        let manifest = job::manifest(&name, &args.image, &load_args);
+        let params = PostParams::default();
+        retry("create the load generator's Job", || {
+            jobs.create(&params, &manifest)
+        })
+        .await
+        .context("cannot create the load generator's Job")?;
+        let job_pods = ListParams::default().labels(&by_job);
+        for _ in 0..480 {
+            let list = retry("list the Job's pods", || pods.list(&job_pods)).await?;
+            if let Some(pod) = list.items.first().and_then(|p| p.metadata.name.clone()) {
+                let control = Proxy::pod(client.clone(), ns, &pod, job::CONTROL_PORT);
+                if control.get_once("/progress").await.is_ok() {
+                    return Ok(Self {
+                        name,
+                        target,
+                        pod,
+                        control,
                     });
                 }
             }
+            tokio::time::sleep(POLL).await;
+        }
+        let why = explain_pods(client, ns, &by_job).await;
+        bail!("the load generator's pod never answered:\n{why}")
+    }
+
+    /// Stops the load, waits for the process to exit, reads the report from
+    /// its log and deletes the Job.
+    async fn finish(&self, client: &Client, ns: &str) -> Result<loadgen::Report> {
+        self.control
+            .post("/stop")
+            .await
+            .context("cannot stop the load generator")?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let mut log = None;
+        let whole = LogParams::default();
+        for _ in 0..480 {
+            let pod = retry("get the load generator's pod", || pods.get(&self.pod)).await?;
+            let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+            if phase == "Succeeded" || phase == "Failed" {
+                log = Some(
+                    retry("read the load generator's log", || {
+                        pods.logs(&self.pod, &whole)
+                    })
+                    .await?,
+                );
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let log = log.context("the load generator did not finish")?;
+        let report =
+            loadgen::Report::find_in_log(&log).context("no report in the load generator's log")?;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+        let _ = jobs.delete(&self.name, &DeleteParams::background()).await;
+        Ok(report)
+    }
+}
+
+/// Waits until no pod matching `selector` is being deleted.
+async fn wait_until_none_terminating(pods: &Api<Pod>, selector: &str) -> Result<()> {
+    let by_selector = ListParams::default().labels(selector);
+    let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
+    loop {
+        let list = retry("list pods", || pods.list(&by_selector)).await?;
+        if list
+            .items
+            .iter()
+            .all(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("pods {selector} still terminating after {ROLLOUT_TIMEOUT:?}");
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 async fn wait_until_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
+    let by_selector = ListParams::default().labels(selector);
     for _ in 0..240 {
-        if pods
-            .list(&ListParams::default().labels(selector))
-            .await?
-            .items
-            .is_empty()
-        {
+        let list = retry("list pods", || pods.list(&by_selector)).await?;
+        if list.items.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(POLL).await;
@@ -381,67 +543,14 @@ async fn wait_until_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
     bail!("pods {selector} are still there")
 }
 
-/// Waits for the Job's pod to run and its control endpoint to answer.
-async fn wait_for_load_pod(
-    pods: &Api<Pod>,
-    client: &Client,
-    ns: &str,
-    job: &str,
-) -> Result<String> {
-    for _ in 0..480 {
-        let list = pods
-            .list(&ListParams::default().labels(&format!("job-name={job}")))
-            .await?;
-        if let Some(name) = list.items.first().and_then(|p| p.metadata.name.clone())
-            && PodProxy::new(client.clone(), ns, &name, job::CONTROL_PORT)
-                .get("/progress")
-                .await
-                .is_ok()
-        {
-            return Ok(name);
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    bail!("the load generator's pod never answered")
-}
-
-/// Waits for the load generator to exit and returns its log.
-async fn wait_for_report(pods: &Api<Pod>, name: &str) -> Result<String> {
-    for _ in 0..480 {
-        let pod = pods.get(name).await?;
-        let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
-        if phase == "Succeeded" || phase == "Failed" {
-            return Ok(pods.logs(name, &LogParams::default()).await?);
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    bail!("the load generator did not finish")
-}
-
-/// HTTP to a pod's port through the API server.
-#[derive(Clone)]
-struct PodProxy {
-    client: Client,
-    base: String,
-}
-
-impl PodProxy {
-    fn new(client: Client, ns: &str, pod: &str, port: u16) -> Self {
-        Self {
-            client,
-            base: format!("/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Result<String> {
-        let request = http::Request::get(format!("{}{path}", self.base)).body(Vec::new())?;
-        Ok(self.client.request_text(request).await?)
-    }
-
-    async fn post(&self, path: &str) -> Result<String> {
-        let request = http::Request::post(format!("{}{path}", self.base)).body(Vec::new())?;
-        Ok(self.client.request_text(request).await?)
-    }
+/// The value of an unlabelled sample in Prometheus text format.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (series, value) = line.split_once(' ')?;
+        (series == name)
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
 }
 
 #[cfg(test)]
@@ -474,5 +583,16 @@ mod tests {
             "app.kubernetes.io/component=server,app.kubernetes.io/instance=lameduck"
         );
         assert_eq!(grace_of(&d), 35);
+    }
+
+    #[test]
+    fn reads_unlabelled_samples() {
+        let text = "# HELP x\nlameduck_shutdown_phase 2\nlameduck_shutdown_duration_seconds 0.75\n";
+        assert_eq!(sample(text, "lameduck_shutdown_phase"), Some(2.0));
+        assert_eq!(
+            sample(text, "lameduck_shutdown_duration_seconds"),
+            Some(0.75)
+        );
+        assert_eq!(sample(text, "missing"), None);
     }
 }

@@ -1,18 +1,27 @@
-//! Bookkeeping of the server pods as the API server shows them: when each
-//! became ready, started terminating, and was last seen; what its own
-//! `/metrics` said while it shut down.
+//! The server pods as a watch on the API server reports them: when each was
+//! first seen, became ready, was deleted, when its container terminated and
+//! with which exit code, and when the pod object went away.
+//!
+//! Times are the moments the watch delivered each change, in Unix
+//! milliseconds. They are not computed from `deletionTimestamp`: when the
+//! kubelet is done it deletes the pod again with grace 0, so a pod first seen
+//! in that state would have the end of its termination taken for its start;
+//! and API timestamps have whole-second resolution. The API's own deletion
+//! time is kept as a cross-check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::Event;
+use serde::Serialize;
 
-use crate::kind::rollout::terminating_since_ms;
-use crate::timeline::ReplicaRecord;
+use crate::timeline::{ReplicaRecord, Transition};
 
-/// The last shutdown metrics scraped from a terminating pod.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// What scraping a terminating pod's `/metrics` through the pod proxy showed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct ShutdownSample {
-    pub phase: f64,
+    pub scrapes: u32,
+    pub highest_phase: f64,
     pub duration_seconds: f64,
 }
 
@@ -22,66 +31,153 @@ pub struct Seen {
     pub generation: u32,
     pub first_seen_ms: u64,
     pub ready_ms: Option<u64>,
-    pub terminating_ms: Option<u64>,
-    pub last_seen_ms: u64,
+    /// The watch delivered the pod with a deletion timestamp.
+    pub deleted_ms: Option<u64>,
+    /// `deletionTimestamp − deletionGracePeriodSeconds` of that event.
+    pub deleted_api_ms: Option<u64>,
+    /// The watch delivered the container's terminated state.
+    pub exited_ms: Option<u64>,
     pub exit_code: Option<i32>,
-    pub gone: bool,
-    pub shutdown: Option<ShutdownSample>,
+    /// The pod object was deleted (or missing from a relist).
+    pub gone_ms: Option<u64>,
+    pub shutdown: ShutdownSample,
 }
 
-/// Pods by name.
+impl Seen {
+    pub fn terminating(&self) -> bool {
+        self.deleted_ms.is_some() && self.gone_ms.is_none()
+    }
+
+    pub fn state(&self) -> &'static str {
+        match (self.deleted_ms, self.ready_ms) {
+            (Some(_), _) => "Terminating",
+            (None, Some(_)) => "Ready",
+            (None, None) => "Starting",
+        }
+    }
+}
+
+/// The pods by name, and every transition in the order it was seen.
 #[derive(Debug, Default)]
 pub struct Pods {
     pub seen: BTreeMap<String, Seen>,
+    pub transitions: Vec<Transition>,
+    /// Names listed since the watch restarted (a relist after 410 Gone or an error).
+    relisting: Option<BTreeSet<String>>,
 }
 
 impl Pods {
-    /// Takes in one listing made at `now_ms` during rollout `generation`.
-    pub fn observe(&mut self, pods: &[Pod], now_ms: u64, generation: u32) {
-        for pod in pods {
-            let Some(name) = pod.metadata.name.clone() else {
-                continue;
-            };
-            let seen = self.seen.entry(name).or_insert_with(|| Seen {
+    /// Takes in one watch event that arrived at `now_ms` during rollout
+    /// `generation`. Returns the pods whose deletion this event revealed.
+    pub fn apply(&mut self, event: Event<Pod>, now_ms: u64, generation: u32) -> Vec<String> {
+        match event {
+            Event::Apply(pod) => self.observe(&pod, now_ms, generation),
+            Event::Delete(pod) => {
+                let deleted = self.observe(&pod, now_ms, generation);
+                if let Some(name) = pod.metadata.name {
+                    self.gone(&name, now_ms);
+                }
+                deleted
+            }
+            Event::Init => {
+                self.relisting = Some(BTreeSet::new());
+                Vec::new()
+            }
+            Event::InitApply(pod) => {
+                if let (Some(listed), Some(name)) = (&mut self.relisting, &pod.metadata.name) {
+                    listed.insert(name.clone());
+                }
+                self.observe(&pod, now_ms, generation)
+            }
+            Event::InitDone => {
+                // Internal: a pod deleted while the watch was down is missing
+                // from the relist, and no Delete event will ever come for it.
+                if let Some(listed) = self.relisting.take() {
+                    let missing: Vec<String> = self
+                        .seen
+                        .iter()
+                        .filter(|(n, s)| s.gone_ms.is_none() && !listed.contains(*n))
+                        .map(|(n, _)| n.clone())
+                        .collect();
+                    for name in missing {
+                        self.gone(&name, now_ms);
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn note(&mut self, now_ms: u64, pod: &str, change: String) {
+        self.transitions.push(Transition {
+            t_unix_ms: now_ms,
+            pod: pod.to_owned(),
+            change,
+        });
+    }
+
+    fn observe(&mut self, pod: &Pod, now_ms: u64, generation: u32) -> Vec<String> {
+        let Some(name) = pod.metadata.name.clone() else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        let seen = self.seen.entry(name.clone()).or_insert_with(|| {
+            changes.push("seen".to_owned());
+            Seen {
                 generation,
                 first_seen_ms: now_ms,
                 ..Seen::default()
-            });
-            seen.last_seen_ms = now_ms;
-            if seen.ready_ms.is_none() && is_ready(pod) {
-                seen.ready_ms = Some(now_ms);
             }
-            if seen.terminating_ms.is_none() {
-                seen.terminating_ms = terminating_since_ms(pod);
-            }
-            if let Some(code) = exit_code(pod) {
-                seen.exit_code = Some(code);
-            }
+        });
+        if seen.ready_ms.is_none() && seen.deleted_ms.is_none() && is_ready(pod) {
+            seen.ready_ms = Some(now_ms);
+            changes.push("ready".to_owned());
         }
-        let listed: Vec<&str> = pods
-            .iter()
-            .filter_map(|p| p.metadata.name.as_deref())
-            .collect();
-        for (name, seen) in &mut self.seen {
-            if !listed.contains(&name.as_str()) {
-                seen.gone = true;
-            }
+        let mut deleted = Vec::new();
+        if seen.deleted_ms.is_none()
+            && let Some(at) = &pod.metadata.deletion_timestamp
+        {
+            let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+            seen.deleted_ms = Some(now_ms);
+            seen.deleted_api_ms = u64::try_from(at.0.as_millisecond() - grace * 1000).ok();
+            changes.push(format!("deleted (grace {grace} s)"));
+            deleted.push(name.clone());
+        }
+        if seen.exited_ms.is_none()
+            && let Some(code) = exit_code(pod)
+        {
+            seen.exited_ms = Some(now_ms);
+            seen.exit_code = Some(code);
+            changes.push(format!("container terminated, exit code {code}"));
+        }
+        for change in changes {
+            self.note(now_ms, &name, change);
+        }
+        deleted
+    }
+
+    fn gone(&mut self, name: &str, now_ms: u64) {
+        if let Some(seen) = self.seen.get_mut(name)
+            && seen.gone_ms.is_none()
+        {
+            seen.gone_ms = Some(now_ms);
+            self.note(now_ms, name, "gone".to_owned());
         }
     }
 
-    /// Pods that are terminating and still there.
+    /// Pods that are being deleted and still there.
     pub fn terminating(&self) -> impl Iterator<Item = &str> {
         self.seen
             .iter()
-            .filter(|(_, s)| s.terminating_ms.is_some() && !s.gone)
+            .filter(|(_, s)| s.terminating())
             .map(|(n, _)| n.as_str())
     }
 
-    /// Pods that are ready and not terminating.
+    /// Pods that are ready and not being deleted.
     pub fn serving(&self) -> usize {
         self.seen
             .values()
-            .filter(|s| s.ready_ms.is_some() && s.terminating_ms.is_none() && !s.gone)
+            .filter(|s| s.ready_ms.is_some() && s.deleted_ms.is_none() && s.gone_ms.is_none())
             .count()
     }
 
@@ -93,10 +189,12 @@ impl Pods {
                 generation: s.generation,
                 started_ms: s.first_seen_ms,
                 ready_ms: s.ready_ms,
-                terminating_ms: s.terminating_ms,
+                terminating_ms: s.deleted_ms,
                 // The kubelet's SIGTERM is not visible from the API server.
                 sigterm_ms: None,
-                exited_ms: s.gone.then_some(s.last_seen_ms),
+                // When the terminated state never showed, the pod's removal
+                // still bounds the termination; its exit code stays unknown.
+                exited_ms: s.exited_ms.or(s.gone_ms),
                 exit_code: s.exit_code,
                 killed: s.exit_code == Some(137),
                 aborted_requests: None,
@@ -112,6 +210,7 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The exit code of the pod's (only) container, once it has terminated.
 fn exit_code(pod: &Pod) -> Option<i32> {
     pod.status
         .as_ref()?
@@ -121,28 +220,18 @@ fn exit_code(pod: &Pod) -> Option<i32> {
         .find_map(|c| Some(c.state.as_ref()?.terminated.as_ref()?.exit_code))
 }
 
-/// The value of an unlabelled sample in Prometheus text format.
-pub fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (series, value) = line.split_once(' ')?;
-        (series == name)
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pod(name: &str, ready: bool, deleting: Option<&str>, exit: Option<i32>) -> Pod {
+    fn pod(name: &str, ready: bool, deleting: Option<(&str, i64)>, exit: Option<i32>) -> Pod {
         let mut p = serde_json::json!({
             "metadata": {"name": name},
             "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
         });
-        if let Some(at) = deleting {
+        if let Some((at, grace)) = deleting {
             p["metadata"]["deletionTimestamp"] = at.into();
-            p["metadata"]["deletionGracePeriodSeconds"] = 30.into();
+            p["metadata"]["deletionGracePeriodSeconds"] = grace.into();
         }
         if let Some(code) = exit {
             p["status"]["containerStatuses"] = serde_json::json!([{
@@ -154,52 +243,70 @@ mod tests {
     }
 
     #[test]
-    fn follows_a_pod_from_ready_to_gone() {
+    fn follows_a_pod_from_ready_to_gone_at_the_moments_the_watch_saw() {
         let mut pods = Pods::default();
-        pods.observe(&[pod("a", false, None, None)], 1_000, 0);
-        pods.observe(&[pod("a", true, None, None)], 2_000, 0);
-        assert_eq!(pods.serving(), 1);
-        pods.observe(
-            &[
-                pod("a", true, Some("2026-01-01T00:00:30Z"), None),
-                pod("b", true, None, None),
-            ],
-            3_000,
-            1,
+        let deleting = Some(("2026-01-01T00:00:30Z", 30));
+        assert!(
+            pods.apply(Event::Apply(pod("a", false, None, None)), 1_000, 0)
+                .is_empty()
         );
+        pods.apply(Event::Apply(pod("a", true, None, None)), 2_000, 0);
+        assert_eq!(pods.serving(), 1);
+        let deleted = pods.apply(Event::Apply(pod("a", true, deleting, None)), 3_000, 1);
+        assert_eq!(deleted, ["a"]);
+        pods.apply(Event::Apply(pod("b", true, None, None)), 3_100, 1);
         assert_eq!(pods.terminating().collect::<Vec<_>>(), ["a"]);
         assert_eq!(pods.serving(), 1);
-        pods.observe(
-            &[
-                pod("a", false, Some("2026-01-01T00:00:30Z"), Some(0)),
-                pod("b", true, None, None),
-            ],
-            4_000,
-            1,
-        );
-        pods.observe(&[pod("b", true, None, None)], 5_000, 1);
-        let records = pods.records();
-        let a = &records[0];
+        pods.apply(Event::Apply(pod("a", false, deleting, Some(0))), 8_600, 1);
+        // The kubelet's final delete: grace 0, the deadline now in the past.
+        let last = pod("a", false, Some(("2026-01-01T00:00:06Z", 0)), Some(0));
+        assert!(pods.apply(Event::Delete(last), 8_650, 1).is_empty());
+        let a = &pods.seen["a"];
+        assert_eq!((a.ready_ms, a.deleted_ms), (Some(2_000), Some(3_000)));
+        assert_eq!(a.deleted_api_ms, Some(1_767_225_600_000));
         assert_eq!(
-            (a.ready_ms, a.terminating_ms),
-            (Some(2_000), Some(1_767_225_600_000))
+            (a.exited_ms, a.exit_code, a.gone_ms),
+            (Some(8_600), Some(0), Some(8_650))
         );
+        let record = &pods.records()[0];
         assert_eq!(
-            (a.exited_ms, a.exit_code, a.killed),
-            (Some(4_000), Some(0), false)
+            (record.terminating_ms, record.exited_ms),
+            (Some(3_000), Some(8_600))
         );
-        assert_eq!(records[1].generation, 1);
-        assert!(records[1].exited_ms.is_none());
+        let changes: Vec<_> = pods.transitions.iter().map(|t| t.change.as_str()).collect();
+        assert_eq!(
+            changes,
+            [
+                "seen",
+                "ready",
+                "deleted (grace 30 s)",
+                "seen",
+                "ready",
+                "container terminated, exit code 0",
+                "gone"
+            ]
+        );
     }
 
     #[test]
-    fn reads_unlabelled_samples() {
-        let text = "# HELP x\nlameduck_shutdown_phase 2\nlameduck_shutdown_duration_seconds 0.75\n";
-        assert_eq!(sample(text, "lameduck_shutdown_phase"), Some(2.0));
-        assert_eq!(
-            sample(text, "lameduck_shutdown_duration_seconds"),
-            Some(0.75)
-        );
-        assert_eq!(sample(text, "missing"), None);
+    fn a_pod_first_seen_at_its_final_delete_starts_terminating_then_not_earlier() {
+        let mut pods = Pods::default();
+        let last = pod("a", false, Some(("2026-01-01T00:00:06Z", 0)), Some(0));
+        pods.apply(Event::Delete(last), 9_000, 1);
+        let a = &pods.seen["a"];
+        assert_eq!((a.deleted_ms, a.gone_ms), (Some(9_000), Some(9_000)));
+    }
+
+    #[test]
+    fn a_relist_marks_pods_deleted_during_the_gap_gone_with_an_unknown_exit() {
+        let mut pods = Pods::default();
+        pods.apply(Event::Apply(pod("a", true, None, None)), 1_000, 0);
+        pods.apply(Event::Apply(pod("b", true, None, None)), 1_000, 0);
+        pods.apply(Event::Init, 5_000, 1);
+        pods.apply(Event::InitApply(pod("b", true, None, None)), 5_010, 1);
+        pods.apply(Event::InitDone, 5_020, 1);
+        assert_eq!(pods.seen["a"].gone_ms, Some(5_020));
+        assert_eq!(pods.seen["a"].exit_code, None);
+        assert_eq!(pods.seen["b"].gone_ms, None);
     }
 }

@@ -6,7 +6,6 @@
 //! the new template: the status must first describe the current generation.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +60,6 @@ pub fn status(deployment: &Deployment) -> Rollout {
         ));
     }
     Rollout::Complete
-}
-
-/// When the kubelet started terminating the pod (None while it is not being
-/// deleted), in Unix milliseconds: the
-/// deletion timestamp is the deadline, set to the request time plus the
-/// grace period.
-pub fn terminating_since_ms(pod: &Pod) -> Option<u64> {
-    let deadline = pod.metadata.deletion_timestamp.as_ref()?;
-    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
-    let deadline_ms = deadline.0.as_millisecond();
-    u64::try_from(deadline_ms - grace * 1000).ok()
 }
 
 #[cfg(test)]
@@ -133,14 +121,5 @@ mod tests {
         let s = serde_json::json!({"observedGeneration": 3, "replicas": 4, "updatedReplicas": 1,
             "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]});
         assert!(matches!(status(&deployment(3, 3, s)), Rollout::Failed(_)));
-    }
-
-    #[test]
-    fn termination_starts_a_grace_period_before_the_deletion_timestamp() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:30Z", "deletionGracePeriodSeconds": 30}
-        }))
-        .unwrap();
-        assert_eq!(terminating_since_ms(&pod), Some(1_767_225_600_000));
     }
 }

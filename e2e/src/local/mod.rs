@@ -256,6 +256,7 @@ pub async fn run(args: LocalArgs) -> Result<RunRecord> {
         rollouts: spans,
         replicas,
         routed,
+        transitions: Vec::new(),
         load: report,
         verdict,
     })

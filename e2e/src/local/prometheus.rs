@@ -2,15 +2,15 @@
 //! file-based service discovery. Like pod-role discovery, a replica stays a
 //! target until its process is gone, so its shutdown is recorded.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use tokio::process::{Child, Command};
+
+use crate::promql::{self, Sample};
 
 /// Scrape often enough to catch a shutdown that lasts a few hundred
 /// milliseconds (the chart's defaults, with the preStop sleep before SIGTERM).
@@ -21,13 +21,6 @@ pub struct Prometheus {
     pub addr: SocketAddr,
     targets: PathBuf,
     _child: Child,
-}
-
-/// One series of an instant query: its labels and value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
 }
 
 impl Prometheus {
@@ -100,80 +93,7 @@ impl Prometheus {
 
     /// An instant PromQL query.
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>> {
-        let path = format!("/api/v1/query?query={}", encode(promql));
-        let (status, body) = crate::http::get(self.addr, &path).await?;
-        let answer: Answer = serde_json::from_slice(&body)
-            .with_context(|| format!("query {promql:?}: HTTP {status}"))?;
-        if answer.status != "success" {
-            bail!(
-                "query {promql:?} failed: {}",
-                answer.error.unwrap_or_default()
-            );
-        }
-        let data = answer.data.context("no data")?;
-        data.result
-            .into_iter()
-            .map(|r| {
-                let value: f64 = r.value.1.parse().context("sample value")?;
-                Ok(Sample {
-                    labels: r.metric,
-                    value,
-                })
-            })
-            .collect()
-    }
-}
-
-#[derive(Deserialize)]
-struct Answer {
-    status: String,
-    error: Option<String>,
-    data: Option<Data>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    result: Vec<Series>,
-}
-
-#[derive(Deserialize)]
-struct Series {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
-}
-
-/// Percent-encodes a query parameter.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_promql() {
-        assert_eq!(
-            encode(r#"max(x{replica="a b"}[5m])"#),
-            "max%28x%7Breplica%3D%22a%20b%22%7D%5B5m%5D%29"
-        );
-    }
-
-    #[test]
-    fn parses_a_vector_answer() {
-        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
-            {"metric":{"replica":"r1"},"value":[1700000000.1,"2.5"]}]}}"#;
-        let answer: Answer = serde_json::from_str(body).unwrap();
-        let series = &answer.data.unwrap().result[0];
-        assert_eq!(series.metric["replica"], "r1");
-        assert_eq!(series.value.1, "2.5");
+        let (_, body) = crate::http::get(self.addr, &promql::query_path(promql, None)).await?;
+        promql::vector(promql, &body)
     }
 }
