@@ -319,14 +319,19 @@ def _kill_cgroup_tasks():
         root = hierarchy / manifests.CGROUP_ROOT
         if not root.is_dir():
             continue
-        for procs in root.rglob("cgroup.procs"):
-            for pid in procs.read_text().split():
-                proc.kill(int(pid), timeout=0)
-        # Deepest first: a cgroup can be removed once it has no children.
-        for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                        reverse=True) + [root]:
+        # os.walk, not Path.rglob: shims and runc remove cgroups while we walk, and os.walk skips a
+        # directory that vanished instead of raising. Bottom-up, so children are removed first.
+        for d, _, files in os.walk(root, topdown=False):
+            if "cgroup.procs" in files:
+                try:
+                    pids = pathlib.Path(d, "cgroup.procs").read_text().split()
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    proc.kill(int(pid), timeout=0)
+        for d, _, _ in os.walk(root, topdown=False):
             try:
-                d.rmdir()
+                os.rmdir(d)
             except OSError:
                 pass
 
