@@ -1,5 +1,7 @@
 //! A minimal stand-in for lameduck's application routes, to measure the load
-//! generator against: `GET /` answers NAME, `GET /work?ms=N` answers after N ms.
+//! generator against: `GET /` answers NAME, `GET /work?ms=N` answers after N ms,
+//! over HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart by the
+//! connection preface.
 //!
 //! `cargo run --release -p loadgen --example target_server -- ADDR NAME`
 //!
@@ -15,7 +17,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 
@@ -38,14 +41,14 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::from_std(socket.into())?;
     eprintln!("{name} listening on {}", listener.local_addr()?);
 
+    let builder: &'static auto::Builder<TokioExecutor> =
+        Box::leak(Box::new(auto::Builder::new(TokioExecutor::new())));
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| answer(name, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use humantime::Duration;
 use loadgen::{Config, MsRange};
 
@@ -11,8 +13,9 @@ fn defaults() -> Config {
     Config::new("")
 }
 
-/// Open-loop HTTP/1.1 load generator: sends GET / and GET /work?ms=N at a
-/// fixed rate and classifies every request's outcome; prints a JSON report.
+/// Open-loop HTTP/1.1 and HTTP/2 load generator: sends GET / and GET
+/// /work?ms=N at a fixed rate and classifies every request's outcome; prints
+/// a JSON report.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub(crate) struct Args {
@@ -62,6 +65,24 @@ pub(crate) struct Args {
     #[arg(long, env = "LOADGEN_FRESH_FRACTION", default_value_t = defaults().fresh_fraction)]
     pub(crate) fresh_fraction: f64,
 
+    /// Fraction of requests sent over HTTP/2 (h2c, prior knowledge). The
+    /// fresh and HTTP/2 fractions add up to at most 1; the rest is keep-alive.
+    #[arg(long, env = "LOADGEN_H2_FRACTION", default_value_t = defaults().h2_fraction)]
+    pub(crate) h2_fraction: f64,
+
+    /// Every request over HTTP/2: --h2-fraction 1 --fresh-fraction 0 (and
+    /// neither may be set).
+    #[arg(long, env = "LOADGEN_HTTP2")]
+    pub(crate) http2: bool,
+
+    /// Pooled HTTP/2 connections.
+    #[arg(long, env = "LOADGEN_H2_CONNS", default_value_t = defaults().h2_conns)]
+    pub(crate) h2_conns: usize,
+
+    /// Concurrent streams per HTTP/2 connection, at most.
+    #[arg(long, env = "LOADGEN_H2_STREAMS", default_value_t = defaults().h2_streams)]
+    pub(crate) h2_streams: usize,
+
     /// A request starting later than this after its slot counts as late.
     #[arg(long, env = "LOADGEN_LATE_AFTER", default_value_t = defaults().late_after.into())]
     pub(crate) late_after: Duration,
@@ -98,6 +119,38 @@ pub(crate) struct Args {
 }
 
 impl Args {
+    /// Parses the command line and environment, or exits as clap does.
+    pub(crate) fn from_env() -> Self {
+        Self::try_from_iter(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the first is the program name).
+    pub(crate) fn try_from_iter<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command().try_get_matches_from(args)?;
+        let args = Self::from_arg_matches(&matches)?;
+        // Checked here rather than with clap's `conflicts_with`, which would
+        // also count `LOADGEN_HTTP2=false` as given.
+        if args.http2 {
+            for (id, flag) in [
+                ("fresh_fraction", "--fresh-fraction"),
+                ("h2_fraction", "--h2-fraction"),
+            ] {
+                if matches.value_source(id) != Some(ValueSource::DefaultValue) {
+                    let msg = format!(
+                        "--http2 sets the fresh and HTTP/2 fractions; \
+                         it cannot be used with {flag}"
+                    );
+                    return Err(Self::command().error(ErrorKind::ArgumentConflict, msg));
+                }
+            }
+        }
+        Ok(args)
+    }
+
     pub(crate) fn config(&self) -> Config {
         Config {
             target: self.target.clone(),
@@ -109,7 +162,10 @@ impl Args {
             slow_fraction: self.slow_fraction,
             slow_ms: self.slow_ms,
             keepalive_conns: self.keepalive_conns,
-            fresh_fraction: self.fresh_fraction,
+            fresh_fraction: if self.http2 { 0.0 } else { self.fresh_fraction },
+            h2_fraction: if self.http2 { 1.0 } else { self.h2_fraction },
+            h2_conns: self.h2_conns,
+            h2_streams: self.h2_streams,
             late_after: self.late_after.into(),
             drain_timeout: self.drain_timeout.into(),
             error_samples: self.error_samples,
@@ -127,7 +183,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        Args::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+        Args::try_from_iter(std::iter::once("loadgen").chain(args.iter().copied()))
     }
 
     #[test]
@@ -156,7 +212,10 @@ mod tests {
             "--slow-fraction=0.5",
             "--slow-ms=10-20",
             "--keepalive-conns=4",
-            "--fresh-fraction=1",
+            "--fresh-fraction=0.5",
+            "--h2-fraction=0.25",
+            "--h2-conns=3",
+            "--h2-streams=16",
             "--late-after=5ms",
             "--drain-timeout=2s",
             "--error-samples=3",
@@ -172,11 +231,30 @@ mod tests {
         assert_eq!(c.duration, Some(Duration::from_secs(60)));
         assert_eq!(c.timeout, Duration::from_millis(750));
         assert_eq!(c.slow_ms, MsRange { min: 10, max: 20 });
-        assert_eq!((c.keepalive_conns, c.fresh_fraction), (4, 1.0));
+        assert_eq!((c.keepalive_conns, c.fresh_fraction), (4, 0.5));
+        assert_eq!((c.h2_fraction, c.h2_conns, c.h2_streams), (0.25, 3, 16));
         assert_eq!(c.drain_timeout, Duration::from_secs(2));
         assert!(args.pretty && args.progress);
         assert_eq!(args.control_listen, Some("127.0.0.1:0".parse().unwrap()));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn http2_means_every_request_over_http2() {
+        let args = parse(&["--target=h:1", "--max-requests=1", "--http2"]).unwrap();
+        let c = args.config();
+        assert_eq!((c.h2_fraction, c.fresh_fraction), (1.0, 0.0));
+        assert_eq!(c.keepalive_fraction(), 0.0);
+        c.validate().unwrap();
+        // It says what the two fractions are; setting them too is an error.
+        for other in ["--h2-fraction=0.5", "--fresh-fraction=0"] {
+            let err = parse(&["--target=h:1", "--max-requests=1", "--http2", other]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,16 @@ use serde::{Deserialize, Serialize};
 /// Largest `ms` the server accepts on `/work`.
 pub const MAX_WORK_MS: u64 = 60_000;
 
+/// Default number of pooled HTTP/2 connections, like a few gRPC channels.
+pub const DEFAULT_H2_CONNS: usize = 4;
+
+/// Default bound on concurrent streams per HTTP/2 connection.
+pub const DEFAULT_H2_STREAMS: usize = 8;
+
+/// Fraction sums within this of 1 count as 1, so that e.g. `0.7 + 0.3`
+/// leaves no keep-alive share to rounding.
+const MIX_EPSILON: f64 = 1e-9;
+
 /// Highest request rate accepted; beyond it the schedule's arithmetic is
 /// meaningless on one machine anyway.
 pub const MAX_RATE: f64 = 1_000_000.0;
@@ -35,10 +45,22 @@ pub struct Config {
     pub slow_fraction: f64,
     /// Range of `ms` for slow requests.
     pub slow_ms: MsRange,
-    /// Pooled keep-alive connections (0: every request uses a fresh one).
+    /// Pooled keep-alive connections (0 when the fresh and HTTP/2 fractions
+    /// add up to 1).
     pub keepalive_conns: usize,
     /// Fraction of requests sent on a fresh connection of their own.
     pub fresh_fraction: f64,
+    /// Fraction of requests sent over HTTP/2 (cleartext, prior knowledge).
+    /// The share left by `fresh_fraction` and this goes over the keep-alive
+    /// pool.
+    #[serde(default)]
+    pub h2_fraction: f64,
+    /// Pooled HTTP/2 connections.
+    #[serde(default = "default_h2_conns")]
+    pub h2_conns: usize,
+    /// Concurrent streams per HTTP/2 connection, at most.
+    #[serde(default = "default_h2_streams")]
+    pub h2_streams: usize,
     /// A request that starts later than this after its slot counts as late.
     #[serde(rename = "late_after_ms", with = "ms")]
     pub late_after: Duration,
@@ -48,7 +70,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How many failures' error messages the report keeps verbatim.
     pub error_samples: usize,
-    /// Seed of the request mix (which request is slow, which is fresh).
+    /// Seed of the request mix (which request is slow, which is fresh or
+    /// HTTP/2).
     pub seed: u64,
 }
 
@@ -67,11 +90,21 @@ impl Config {
             slow_ms: MsRange { min: 50, max: 500 },
             keepalive_conns: 16,
             fresh_fraction: 0.25,
+            h2_fraction: 0.0,
+            h2_conns: DEFAULT_H2_CONNS,
+            h2_streams: DEFAULT_H2_STREAMS,
             late_after: Duration::from_millis(20),
             drain_timeout: Duration::from_secs(15),
             error_samples: 20,
             seed: 1,
         }
+    }
+
+    /// The share of requests that go over the HTTP/1.1 keep-alive pool: what
+    /// the fresh and HTTP/2 fractions leave (0 when they add up to 1).
+    pub fn keepalive_fraction(&self) -> f64 {
+        let rest = 1.0 - self.fresh_fraction - self.h2_fraction;
+        if rest < MIX_EPSILON { 0.0 } else { rest }
     }
 
     /// Checks that the run is bounded and every value is in range.
@@ -101,6 +134,7 @@ impl Config {
         for (name, f) in [
             ("slow fraction", self.slow_fraction),
             ("fresh fraction", self.fresh_fraction),
+            ("HTTP/2 fraction", self.h2_fraction),
         ] {
             if !(0.0..=1.0).contains(&f) {
                 return bad(format!("{name} must be in [0, 1], got {f}"));
@@ -112,12 +146,35 @@ impl Config {
                 self.slow_ms
             ));
         }
-        if self.keepalive_conns == 0 && self.fresh_fraction < 1.0 {
-            return bad(
-                "keep-alive requests need at least one keep-alive connection \
-                 (or set the fresh fraction to 1)"
-                    .into(),
-            );
+        if self.fresh_fraction + self.h2_fraction > 1.0 + MIX_EPSILON {
+            return bad(format!(
+                "fresh fraction + HTTP/2 fraction must be at most 1 (the rest is keep-alive), \
+                 got {} + {}",
+                self.fresh_fraction, self.h2_fraction
+            ));
+        }
+        if self.keepalive_conns == 0 && self.keepalive_fraction() > 0.0 {
+            return bad(format!(
+                "keep-alive requests (a share of {}) need at least one keep-alive connection \
+                 (or make the fresh and HTTP/2 fractions add up to 1)",
+                self.keepalive_fraction()
+            ));
+        }
+        if self.h2_streams == 0 {
+            return bad("HTTP/2 streams per connection must be at least 1".into());
+        }
+        if self.h2_conns == 0 && self.h2_fraction > 0.0 {
+            return bad("HTTP/2 requests need at least one HTTP/2 connection".into());
+        }
+        // One task per stream slot: more than the in-flight bound is useless.
+        if self
+            .h2_conns
+            .checked_mul(self.h2_streams)
+            .is_none_or(|n| n > MAX_IN_FLIGHT)
+        {
+            return bad(format!(
+                "HTTP/2 connections x streams must be at most {MAX_IN_FLIGHT}"
+            ));
         }
         Ok(())
     }
@@ -170,6 +227,14 @@ impl FromStr for MsRange {
         }
         Ok(range)
     }
+}
+
+fn default_h2_conns() -> usize {
+    DEFAULT_H2_CONNS
+}
+
+fn default_h2_streams() -> usize {
+    DEFAULT_H2_STREAMS
 }
 
 /// Serde helper: `Duration` as whole milliseconds.
@@ -277,6 +342,35 @@ mod tests {
                 ..bounded()
             },
             Config {
+                h2_fraction: 1.5,
+                ..bounded()
+            },
+            Config {
+                fresh_fraction: 0.6,
+                h2_fraction: 0.6,
+                ..bounded()
+            },
+            Config {
+                h2_streams: 0,
+                ..bounded()
+            },
+            Config {
+                h2_fraction: 0.5,
+                h2_conns: 0,
+                ..bounded()
+            },
+            Config {
+                keepalive_conns: 0,
+                fresh_fraction: 0.25,
+                h2_fraction: 0.5,
+                ..bounded()
+            },
+            Config {
+                h2_conns: usize::MAX,
+                h2_streams: 2,
+                ..bounded()
+            },
+            Config {
                 target: String::new(),
                 ..bounded()
             },
@@ -290,6 +384,46 @@ mod tests {
             ..bounded()
         };
         assert_eq!(all_fresh.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_mix_adds_up_to_one() {
+        let quarters = Config {
+            fresh_fraction: 0.25,
+            h2_fraction: 0.25,
+            ..bounded()
+        };
+        assert_eq!(quarters.validate(), Ok(()));
+        assert_eq!(quarters.keepalive_fraction(), 0.5);
+        // Fractions that add up to 1 up to rounding leave no keep-alive
+        // share, so no keep-alive connection is needed.
+        for (fresh, h2) in [(0.7, 0.3), (0.1, 0.9), (0.0, 1.0), (1.0, 0.0), (0.9, 0.1)] {
+            let c = Config {
+                keepalive_conns: 0,
+                fresh_fraction: fresh,
+                h2_fraction: h2,
+                ..bounded()
+            };
+            assert_eq!(c.keepalive_fraction(), 0.0, "{fresh} + {h2}");
+            assert_eq!(c.validate(), Ok(()), "{fresh} + {h2}");
+        }
+        // HTTP/2 connections are only needed for HTTP/2 requests.
+        let no_h2 = Config {
+            h2_conns: 0,
+            ..bounded()
+        };
+        assert_eq!(no_h2.validate(), Ok(()));
+    }
+
+    #[test]
+    fn older_configs_without_http2_fields_still_parse() {
+        let mut v = serde_json::to_value(bounded()).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        for field in ["h2_fraction", "h2_conns", "h2_streams"] {
+            obj.remove(field).unwrap();
+        }
+        let back: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back, bounded());
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl Conn {
             status: parts.status,
             close: outcome::has_close(&parts.headers),
             body: kept,
+            resent: false,
         })
     }
 
@@ -120,7 +121,7 @@ impl Conn {
 }
 
 /// Keeps the first [`KEPT_BODY`] bytes; the usual single chunk is not copied.
-fn keep(kept: &mut Bytes, data: Bytes) {
+pub(crate) fn keep(kept: &mut Bytes, data: Bytes) {
     if kept.is_empty() {
         *kept = data.slice(..data.len().min(KEPT_BODY));
     } else if kept.len() < KEPT_BODY {

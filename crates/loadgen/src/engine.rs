@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
+use crate::h2;
 use crate::mix::Mix;
 use crate::report::{Progress, Report};
 use crate::scheduler;
@@ -94,7 +95,10 @@ impl Handle {
 
 impl LoadGen {
     /// Checks the configuration and resolves the target (once: the address
-    /// of a Service does not change during a run; IPv4 is preferred).
+    /// of a Service does not change during a run; IPv4 is preferred). With
+    /// HTTP/2 requests in the mix, it also makes one HTTP/2 request to the
+    /// target, and fails with [`Error::NotH2c`] when what answers is not
+    /// HTTP/2 (a failed connect only logs a warning).
     pub async fn new(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let host = HeaderValue::from_str(&config.target)
@@ -115,10 +119,14 @@ impl LoadGen {
             .or(addrs.first())
             .copied()
             .ok_or_else(|| resolve_err(std::io::Error::other("no address")))?;
+        let mix = Mix::new(&config)?;
+        if config.h2_fraction > 0.0 {
+            h2::probe(addr, &config.target, mix.h2_root(), config.timeout).await?;
+        }
         let shared = Shared {
             addr,
             host,
-            mix: Mix::new(&config),
+            mix,
             recorder: Recorder::new(&config),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             stop: CancellationToken::new(),
@@ -151,9 +159,19 @@ impl LoadGen {
 
         let (tx, rx) = mpsc::channel(config.max_in_flight);
         let queue: worker::Queue = Arc::new(Mutex::new(rx));
-        let workers: Vec<_> = (0..config.keepalive_conns)
+        let keepalive_workers = if config.keepalive_fraction() > 0.0 {
+            config.keepalive_conns
+        } else {
+            0
+        };
+        let mut workers: Vec<_> = (0..keepalive_workers)
             .map(|_| tokio::spawn(worker::keepalive_worker(shared.clone(), queue.clone())))
             .collect();
+        let (h2_tx, h2_rx) = mpsc::channel(config.max_in_flight);
+        let h2_queue: worker::Queue = Arc::new(Mutex::new(h2_rx));
+        if config.h2_fraction > 0.0 {
+            workers.extend(h2::spawn_lanes(&shared, &h2_queue));
+        }
 
         let mut watcher = pin!(async {
             stop.await;
@@ -161,14 +179,14 @@ impl LoadGen {
             std::future::pending::<Infallible>().await
         });
         let (reason, scheduled) = tokio::select! {
-            res = scheduler::schedule(&shared, start, tx) => res,
+            res = scheduler::schedule(&shared, start, tx, h2_tx) => res,
             never = &mut watcher => match never {},
         };
         tokio::select! {
             () = drain(&shared) => {}
             never = &mut watcher => match never {},
         }
-        drop(queue);
+        drop((queue, h2_queue));
         for w in workers {
             // A worker's panic is a bug; its requests are already accounted.
             let _ = w.await;

@@ -20,6 +20,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// HTTP/2 requests were asked for, and the target accepted a connection
+    /// but did not answer as HTTP/2 (cleartext, prior knowledge).
+    #[error("target {target} does not speak h2c (HTTP/2 with prior knowledge): {reason}")]
+    NotH2c {
+        /// The `host:port` as given.
+        target: String,
+        /// What it did instead.
+        reason: String,
+    },
     /// The control endpoint could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -1,25 +1,34 @@
-//! Open-loop HTTP/1.1 load generator that accounts for every request.
+//! Open-loop HTTP/1.1 and HTTP/2 load generator that accounts for every
+//! request.
 //!
 //! Requests are started at a fixed rate whatever the response times, over a
-//! pool of keep-alive connections and/or a fresh connection each, and every
-//! one of them gets exactly one outcome: a 2xx, another status, a refused or
-//! failed connect, a reset, a timeout. Nothing is retried, so nothing is
-//! hidden. [`run`] (or [`LoadGen`], to watch or stop it from elsewhere)
-//! returns a [`Report`], which serialises to the JSON the binary prints.
+//! pool of HTTP/1.1 keep-alive connections, a fresh connection each, and/or
+//! streams on a pool of HTTP/2 (h2c) connections, and every one of them gets
+//! exactly one outcome: a 2xx, another status, a refused or failed connect, a
+//! reset, a timeout. Nothing is retried, so nothing is hidden; the one
+//! exception, an HTTP/2 stream the server declares unprocessed (RFC 9113
+//! §8.7), is resent once and counted apart as `refused_resent`. [`run`] (or
+//! [`LoadGen`], to watch or stop it from elsewhere) returns a [`Report`],
+//! which serialises to the JSON the binary prints.
 
 mod config;
 mod conn;
 mod control;
 mod engine;
 mod error;
+mod h2;
 mod mix;
 mod outcome;
 mod report;
 mod scheduler;
+mod sniff;
 mod stats;
 mod worker;
 
-pub use config::{Config, ConfigError, MAX_IN_FLIGHT, MAX_RATE, MAX_WORK_MS, MsRange};
+pub use config::{
+    Config, ConfigError, DEFAULT_H2_CONNS, DEFAULT_H2_STREAMS, MAX_IN_FLIGHT, MAX_RATE,
+    MAX_WORK_MS, MsRange,
+};
 pub use control::ControlServer;
 pub use engine::{Handle, LoadGen, run};
 pub use error::Error;

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use loadgen::{ControlServer, Handle, LoadGen, Report};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -15,7 +15,7 @@ use crate::cli::Args;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::from_env();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -29,7 +29,15 @@ async fn main() -> anyhow::Result<()> {
             .exit();
     }
 
-    let run = LoadGen::new(config).await?;
+    let run = match LoadGen::new(config).await {
+        Ok(run) => run,
+        // Pointing HTTP/2 at an HTTP/1.1-only server is a usage error.
+        Err(e @ loadgen::Error::NotH2c { .. }) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let handle = run.handle();
     // Before anything is announced, so that no signal can kill the process
     // without a report.
@@ -87,7 +95,7 @@ async fn print_progress(handle: Handle) {
 }
 
 fn summary(r: &Report) -> String {
-    format!(
+    let mut line = format!(
         "loadgen: {} sent in {:.1}s ({}), ok {}, failures {}, aborted {}, not started {}, late {}",
         r.sent,
         r.elapsed_ms as f64 / 1000.0,
@@ -97,7 +105,38 @@ fn summary(r: &Report) -> String {
         r.outcomes.aborted,
         r.not_started,
         r.late_start,
-    )
+    );
+    if r.config.h2_fraction > 0.0 {
+        line.push_str(&format!(
+            ", refused and resent {}",
+            r.outcomes.refused_resent
+        ));
+    }
+    let modes = [
+        ("keep-alive", &r.modes.keepalive),
+        ("fresh", &r.modes.fresh),
+        ("http2", &r.modes.http2),
+    ];
+    if modes.iter().filter(|(_, m)| m.sent > 0).count() > 1 {
+        let split: Vec<String> = modes
+            .iter()
+            .filter(|(_, m)| m.sent > 0)
+            .map(|(name, m)| {
+                let mut s = format!(
+                    "{name} {} sent {} ok {} failed",
+                    m.sent,
+                    m.outcomes.ok,
+                    m.outcomes.failures()
+                );
+                if m.outcomes.refused_resent > 0 {
+                    s.push_str(&format!(" {} refused-resent", m.outcomes.refused_resent));
+                }
+                s
+            })
+            .collect();
+        line.push_str(&format!(" [{}]", split.join("; ")));
+    }
+    line
 }
 
 fn write_report(report: &Report, args: &Args) -> anyhow::Result<()> {

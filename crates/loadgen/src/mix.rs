@@ -1,13 +1,15 @@
-//! The request mix: which request is slow, and which gets a fresh connection.
+//! The request mix: which request is slow, and how it gets its connection
+//! (keep-alive pool, fresh connection, or HTTP/2).
 //!
 //! Each choice is a hash of the request's sequence number, so a run is
 //! reproducible from its seed and no random state is shared between tasks.
 //! URIs are built once, up front; a request only clones one (a reference count).
 
 use http::Uri;
+use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, MsRange};
+use crate::config::{Config, ConfigError, MsRange};
 
 /// Distinct `/work?ms=` values kept ready; wider ranges are sampled evenly.
 const MAX_WORK_URIS: u64 = 1024;
@@ -40,6 +42,8 @@ pub enum Mode {
     Keepalive,
     /// A connection opened for this request alone.
     Fresh,
+    /// A stream on one of the pooled HTTP/2 connections.
+    Http2,
 }
 
 impl Mode {
@@ -48,6 +52,7 @@ impl Mode {
         match self {
             Mode::Keepalive => "keepalive",
             Mode::Fresh => "fresh",
+            Mode::Http2 => "http2",
         }
     }
 }
@@ -57,50 +62,133 @@ impl Mode {
 pub(crate) struct Plan {
     pub(crate) route: Route,
     pub(crate) mode: Mode,
+    /// Origin form (`/work?ms=5`) for HTTP/1.1; absolute
+    /// (`http://target/work?ms=5`) for HTTP/2, whose `:authority` and
+    /// `:scheme` come from it.
     pub(crate) uri: Uri,
+}
+
+/// The URIs of one protocol: `/` and the prepared `/work?ms=` values.
+#[derive(Debug)]
+struct Uris {
+    root: Uri,
+    work: Vec<Uri>,
+}
+
+impl Uris {
+    fn new(ms: &[u64], authority: Option<&Authority>) -> Result<Self, ConfigError> {
+        let uri = |path: String| {
+            let built = match authority {
+                Some(a) => Uri::builder()
+                    .scheme(Scheme::HTTP)
+                    .authority(a.clone())
+                    .path_and_query(path)
+                    .build(),
+                None => Uri::from_maybe_shared(bytes::Bytes::from(path)).map_err(Into::into),
+            };
+            built.map_err(|e| ConfigError(format!("cannot build a request URI: {e}")))
+        };
+        Ok(Self {
+            root: uri("/".into())?,
+            work: ms
+                .iter()
+                .map(|ms| uri(format!("/work?ms={ms}")))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// Turns sequence numbers into plans.
 #[derive(Debug)]
 pub(crate) struct Mix {
     slow_key: u64,
-    fresh_key: u64,
+    mode_key: u64,
     ms_key: u64,
     slow_fraction: f64,
-    fresh_fraction: f64,
-    root: Uri,
-    work: Vec<Uri>,
+    /// A draw below this is fresh...
+    fresh_below: f64,
+    /// ...else below this HTTP/2, else keep-alive.
+    h2_below: f64,
+    http1: Uris,
+    http2: Uris,
 }
 
 impl Mix {
-    pub(crate) fn new(config: &Config) -> Self {
-        let work = work_ms_values(config.slow_ms)
-            .map(|ms| {
-                Uri::from_maybe_shared(bytes::Bytes::from(format!("/work?ms={ms}")))
-                    .expect("a path with a numeric query is a valid URI")
-            })
-            .collect();
-        Self {
+    /// Fails when HTTP/2 is used and the target is not a valid authority.
+    pub(crate) fn new(config: &Config) -> Result<Self, ConfigError> {
+        let ms: Vec<u64> = work_ms_values(config.slow_ms).collect();
+        let authority = if config.h2_fraction > 0.0 {
+            let a = config.target.parse::<Authority>().map_err(|e| {
+                ConfigError(format!(
+                    "target {:?} is not a valid host:port: {e}",
+                    config.target
+                ))
+            })?;
+            Some(a)
+        } else {
+            None
+        };
+        let http1 = Uris::new(&ms, None)?;
+        let http2 = match &authority {
+            Some(a) => Uris::new(&ms, Some(a))?,
+            // Never planned; the same URIs keep `plan` free of special cases.
+            None => Uris::new(&ms, None)?,
+        };
+        // Keep-alive takes what the other two leave. When that is nothing,
+        // the last mode with a share takes every draw above the others,
+        // whatever the rounding of the sum: a mode without a share (and so
+        // without workers) is never planned.
+        let (fresh, h2) = (config.fresh_fraction, config.h2_fraction);
+        let no_keepalive = config.keepalive_fraction() == 0.0;
+        let fresh_below = if no_keepalive && h2 == 0.0 {
+            f64::INFINITY
+        } else {
+            fresh
+        };
+        let h2_below = if no_keepalive && h2 > 0.0 {
+            f64::INFINITY
+        } else {
+            fresh + h2
+        };
+        Ok(Self {
             slow_key: splitmix64(config.seed ^ 0x736c_6f77),
-            fresh_key: splitmix64(config.seed ^ 0x6672_6573),
+            // The key of the former fresh-or-not draw: runs without HTTP/2
+            // plan exactly as before.
+            mode_key: splitmix64(config.seed ^ 0x6672_6573),
             ms_key: splitmix64(config.seed ^ 0x6d73),
             slow_fraction: config.slow_fraction,
-            fresh_fraction: config.fresh_fraction,
-            root: Uri::from_static("/"),
-            work,
-        }
+            fresh_below,
+            h2_below,
+            http1,
+            http2,
+        })
+    }
+
+    /// `GET /` over HTTP/2 (absolute), for the probe.
+    pub(crate) fn h2_root(&self) -> &Uri {
+        &self.http2.root
     }
 
     pub(crate) fn plan(&self, seq: u64) -> Plan {
         let slow = unit(splitmix64(self.slow_key.wrapping_add(seq))) < self.slow_fraction;
-        let fresh = unit(splitmix64(self.fresh_key.wrapping_add(seq))) < self.fresh_fraction;
-        let (route, uri) = if slow {
-            let pick = splitmix64(self.ms_key.wrapping_add(seq)) % self.work.len() as u64;
-            (Route::Work, self.work[pick as usize].clone())
+        let draw = unit(splitmix64(self.mode_key.wrapping_add(seq)));
+        let mode = if draw < self.fresh_below {
+            Mode::Fresh
+        } else if draw < self.h2_below {
+            Mode::Http2
         } else {
-            (Route::Root, self.root.clone())
+            Mode::Keepalive
         };
-        let mode = if fresh { Mode::Fresh } else { Mode::Keepalive };
+        let uris = match mode {
+            Mode::Http2 => &self.http2,
+            Mode::Keepalive | Mode::Fresh => &self.http1,
+        };
+        let (route, uri) = if slow {
+            let pick = splitmix64(self.ms_key.wrapping_add(seq)) % uris.work.len() as u64;
+            (Route::Work, uris.work[pick as usize].clone())
+        } else {
+            (Route::Root, uris.root.clone())
+        };
         Plan { route, mode, uri }
     }
 }
@@ -136,12 +224,18 @@ mod tests {
     use super::*;
 
     fn mix(slow: f64, fresh: f64, ms: MsRange) -> Mix {
+        mix3(slow, fresh, 0.0, ms)
+    }
+
+    fn mix3(slow: f64, fresh: f64, h2: f64, ms: MsRange) -> Mix {
         Mix::new(&Config {
             slow_fraction: slow,
             fresh_fraction: fresh,
+            h2_fraction: h2,
             slow_ms: ms,
             ..Config::new("t:1")
         })
+        .unwrap()
     }
 
     #[test]
@@ -178,6 +272,78 @@ mod tests {
     }
 
     #[test]
+    fn three_way_split_is_met() {
+        let m = mix3(0.2, 0.25, 0.25, MsRange { min: 1, max: 3 });
+        let n = 100_000;
+        let mut counts = [0u64; 3];
+        for seq in 0..n {
+            let p = m.plan(seq);
+            let i = match p.mode {
+                Mode::Keepalive => 0,
+                Mode::Fresh => 1,
+                Mode::Http2 => 2,
+            };
+            counts[i] += 1;
+            let absolute = p.uri.scheme().is_some();
+            assert_eq!(absolute, p.mode == Mode::Http2, "{:?} {}", p.mode, p.uri);
+            if absolute {
+                assert_eq!(p.uri.authority().unwrap(), "t:1");
+            }
+        }
+        let frac = |k: u64| k as f64 / n as f64;
+        assert!((frac(counts[0]) - 0.5).abs() < 0.01, "{counts:?}");
+        assert!((frac(counts[1]) - 0.25).abs() < 0.01, "{counts:?}");
+        assert!((frac(counts[2]) - 0.25).abs() < 0.01, "{counts:?}");
+    }
+
+    #[test]
+    fn adding_http2_keeps_the_fresh_choice() {
+        // The fresh share is drawn the same way with or without HTTP/2.
+        let without = mix(0.3, 0.25, MsRange { min: 1, max: 9 });
+        let with = mix3(0.3, 0.25, 0.5, MsRange { min: 1, max: 9 });
+        for seq in 0..10_000 {
+            let (a, b) = (without.plan(seq), with.plan(seq));
+            assert_eq!(a.route, b.route);
+            assert_eq!(a.mode == Mode::Fresh, b.mode == Mode::Fresh);
+        }
+    }
+
+    #[test]
+    fn http2_only_and_rounded_sums_leave_no_keepalive() {
+        for (fresh, h2) in [(0.0, 1.0), (0.7, 0.3), (0.1, 0.9)] {
+            let m = mix3(0.5, fresh, h2, MsRange { min: 1, max: 1 });
+            for seq in 0..20_000 {
+                assert_ne!(m.plan(seq).mode, Mode::Keepalive, "{fresh} + {h2}");
+            }
+        }
+        // A mode without a share is never planned, even where the fractions
+        // fall short of 1 by a rounding error.
+        let m = mix3(0.5, 1.0 - 1e-12, 0.0, MsRange { min: 1, max: 1 });
+        assert_eq!((m.fresh_below, m.h2_below), (f64::INFINITY, 1.0 - 1e-12));
+        let m = mix3(0.5, 0.5, 0.5 - 1e-12, MsRange { min: 1, max: 1 });
+        assert_eq!((m.fresh_below, m.h2_below), (0.5, f64::INFINITY));
+        let m = mix3(0.5, 0.25, 0.0, MsRange { min: 1, max: 1 });
+        assert_eq!((m.fresh_below, m.h2_below), (0.25, 0.25));
+        let m = mix3(1.0, 0.0, 1.0, MsRange { min: 4, max: 4 });
+        assert_eq!(m.plan(7).uri, "http://t:1/work?ms=4");
+    }
+
+    #[test]
+    fn http2_needs_a_valid_authority() {
+        let bad = Config {
+            h2_fraction: 0.5,
+            ..Config::new("not a host:1")
+        };
+        assert!(Mix::new(&bad).is_err());
+        // HTTP/1.1 sends the target as a Host header only.
+        let http1 = Config {
+            h2_fraction: 0.0,
+            ..bad
+        };
+        assert!(Mix::new(&http1).is_ok());
+    }
+
+    #[test]
     fn work_uris_cover_the_range() {
         let m = mix(1.0, 0.0, MsRange { min: 10, max: 20 });
         let mut seen = std::collections::BTreeSet::new();
@@ -211,7 +377,11 @@ mod tests {
     fn plans_are_reproducible_per_seed() {
         let a = mix(0.5, 0.5, MsRange { min: 1, max: 100 });
         let b = mix(0.5, 0.5, MsRange { min: 1, max: 100 });
+        let c = mix3(0.5, 0.2, 0.3, MsRange { min: 1, max: 100 });
+        let d = mix3(0.5, 0.2, 0.3, MsRange { min: 1, max: 100 });
         for seq in 0..1000 {
+            let (p, q) = (c.plan(seq), d.plan(seq));
+            assert_eq!((p.route, p.mode, p.uri), (q.route, q.mode, q.uri));
             let (p, q) = (a.plan(seq), b.plan(seq));
             assert_eq!((p.route, p.mode, p.uri), (q.route, q.mode, q.uri));
         }

@@ -2,7 +2,9 @@
 //!
 //! The rules are deliberately strict: once a request has been handed to a
 //! connection, anything but a complete response is a failure, whether or not
-//! the bytes reached the server. Nothing is retried.
+//! the bytes reached the server. Nothing is retried, with one exception that
+//! is reported as such: an HTTP/2 stream the server declares unprocessed
+//! (RFC 9113 §8.7) is resent once, and counted as [`Kind::RefusedResent`].
 
 use std::error::Error as StdError;
 use std::io;
@@ -33,12 +35,17 @@ pub enum Kind {
     /// Cut off by the load generator itself when its drain time ran out;
     /// says nothing about the server but is reported, never hidden.
     Aborted,
+    /// HTTP/2 only: the server refused the stream unprocessed (a GOAWAY whose
+    /// last-stream-id is below it, or RST_STREAM with REFUSED_STREAM), the
+    /// request was resent once and the resend got a 2xx response. Neither ok
+    /// nor a failure.
+    RefusedResent,
 }
 
 impl Kind {
     /// Whether this kind counts as a failed request.
     pub fn is_failure(self) -> bool {
-        !matches!(self, Kind::Ok | Kind::Aborted)
+        !matches!(self, Kind::Ok | Kind::Aborted | Kind::RefusedResent)
     }
 }
 
@@ -58,6 +65,9 @@ pub(crate) struct Response {
     pub(crate) close: bool,
     /// The start of the body (enough for a replica name or an error page).
     pub(crate) body: Bytes,
+    /// An HTTP/2 request refused unprocessed and resent: this is the
+    /// resend's response.
+    pub(crate) resent: bool,
 }
 
 /// How one request ended.
@@ -77,6 +87,7 @@ impl Outcome {
 
     pub(crate) fn kind(&self) -> Kind {
         match self {
+            Outcome::Response(r) if r.status.is_success() && r.resent => Kind::RefusedResent,
             Outcome::Response(r) if r.status.is_success() => Kind::Ok,
             Outcome::Response(_) => Kind::Status,
             Outcome::Failed { kind, .. } => *kind,
@@ -115,16 +126,34 @@ pub(crate) fn exchange_failure(err: &hyper::Error) -> Outcome {
     Outcome::failed(kind, chain(err))
 }
 
-/// The message for a request that ran out of time.
+/// The outcome of a request that ran out of time.
 pub(crate) fn timeout_failure(timeout: Duration, phase: Phase) -> Outcome {
+    Outcome::failed(Kind::Timeout, timeout_message(timeout, phase, None))
+}
+
+/// Says what a request that ran out of time was doing, and on which HTTP/2
+/// stream if it had one.
+pub(crate) fn timeout_message(timeout: Duration, phase: Phase, stream: Option<u32>) -> String {
     let doing = match phase {
         Phase::Connecting => "connecting",
         Phase::AwaitingResponse => "waiting for the response head",
         Phase::ReadingBody => "reading the response body",
     };
+    match stream {
+        Some(id) => {
+            format!(
+                "no complete response within {timeout:?} (timed out while {doing} of stream {id})"
+            )
+        }
+        None => format!("no complete response within {timeout:?} (timed out while {doing})"),
+    }
+}
+
+/// The outcome of a request cut off at the end of the drain.
+pub(crate) fn aborted() -> Outcome {
     Outcome::failed(
-        Kind::Timeout,
-        format!("no complete response within {timeout:?} (timed out while {doing})"),
+        Kind::Aborted,
+        "aborted by the load generator: still in flight when its drain time ran out",
     )
 }
 
@@ -177,6 +206,7 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             close,
             body: Bytes::new(),
+            resent: false,
         })
     }
 
@@ -189,12 +219,24 @@ mod tests {
         assert!(response(200, false).keeps_connection());
         assert!(!response(200, true).keeps_connection());
         assert!(!Outcome::failed(Kind::Reset, "x").keeps_connection());
+        let resent = |status| {
+            Outcome::Response(Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                close: false,
+                body: Bytes::new(),
+                resent: true,
+            })
+        };
+        assert_eq!(resent(200).kind(), Kind::RefusedResent);
+        // A resend answered with an error status is that failure.
+        assert_eq!(resent(503).kind(), Kind::Status);
     }
 
     #[test]
     fn failure_kinds() {
         assert!(!Kind::Ok.is_failure());
         assert!(!Kind::Aborted.is_failure());
+        assert!(!Kind::RefusedResent.is_failure());
         for k in [
             Kind::Status,
             Kind::ConnectRefused,

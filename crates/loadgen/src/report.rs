@@ -8,7 +8,10 @@ use crate::config::Config;
 use crate::outcome::Kind;
 
 /// Version of the report format; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 1;
+///
+/// 2: HTTP/2 mode (`modes.http2`, `mode: "http2"` in error samples) and the
+/// outcome kind `refused_resent`, which `sent == outcomes.total()` counts.
+pub const REPORT_VERSION: u32 = 2;
 
 /// Everything a run observed. Invariant: `sent == outcomes.total()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +42,8 @@ pub struct Report {
     pub max_start_delay_ms: f64,
     /// Outcome of every started request.
     pub outcomes: Outcomes,
-    /// Sum of the failure kinds in `outcomes` (everything but ok and aborted).
+    /// Sum of the failure kinds in `outcomes` (everything but ok, aborted
+    /// and refused_resent).
     pub failures: u64,
     /// Connection accounting (informational).
     pub connections: Connections,
@@ -47,7 +51,7 @@ pub struct Report {
     pub latency: Latency,
     /// The same per route.
     pub routes: Routes,
-    /// Outcomes per connection mode.
+    /// Outcomes per connection mode and protocol.
     pub modes: Modes,
     /// `GET /` answers (2xx) per replica name, the body of the response.
     pub served_by: BTreeMap<String, u64>,
@@ -59,6 +63,8 @@ pub struct Report {
 
 impl Report {
     /// No failure, and every scheduled request started and finished.
+    /// Requests refused unprocessed and resent (`refused_resent`) do not
+    /// make a run unclean: they are counted on their own, to be judged.
     pub fn is_clean(&self) -> bool {
         self.failures == 0 && self.outcomes.aborted == 0 && self.not_started == 0
     }
@@ -109,6 +115,11 @@ pub struct Outcomes {
     pub other: u64,
     /// Cut off by the drain timeout (not a server failure, but no answer).
     pub aborted: u64,
+    /// HTTP/2 requests the server refused unprocessed (GOAWAY or
+    /// REFUSED_STREAM), resent once and then answered with a 2xx. Neither
+    /// ok nor a failure.
+    #[serde(default)]
+    pub refused_resent: u64,
 }
 
 impl Outcomes {
@@ -123,10 +134,11 @@ impl Outcomes {
             Kind::Timeout => self.timeout += 1,
             Kind::Other => self.other += 1,
             Kind::Aborted => self.aborted += 1,
+            Kind::RefusedResent => self.refused_resent += 1,
         }
     }
 
-    /// Failed requests: everything but ok and aborted.
+    /// Failed requests: everything but ok, aborted and refused_resent.
     pub fn failures(&self) -> u64 {
         self.status.values().sum::<u64>()
             + self.connect_refused
@@ -138,14 +150,14 @@ impl Outcomes {
 
     /// All outcomes.
     pub fn total(&self) -> u64 {
-        self.ok + self.failures() + self.aborted
+        self.ok + self.failures() + self.aborted + self.refused_resent
     }
 }
 
 /// Connection accounting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connections {
-    /// TCP connections established.
+    /// TCP connections established (HTTP/1.1 and HTTP/2).
     pub opened: u64,
     /// Responses on pooled connections that carried `Connection: close` (the
     /// next request on that slot opens a new connection; not a failure).
@@ -154,6 +166,22 @@ pub struct Connections {
     /// Pooled connections found closed by the server while idle, before a
     /// request was handed to them (replaced; not a failure).
     pub closed_while_idle: u64,
+    /// HTTP/2 connections established (included in `opened`).
+    #[serde(default)]
+    pub h2_opened: u64,
+    /// GOAWAY frames received on HTTP/2 connections (a graceful server sends
+    /// two per connection: a warning, then the final last-stream-id).
+    #[serde(default)]
+    pub h2_goaways: u64,
+    /// HTTP/2 requests put on another connection because theirs was going
+    /// away before anything was sent (no HEADERS left the client; not an
+    /// outcome of their own).
+    #[serde(default)]
+    pub h2_requeued_not_sent: u64,
+    /// HTTP/2 requests resent once because the server refused them
+    /// unprocessed; they end as `refused_resent` or as the resend's failure.
+    #[serde(default)]
+    pub h2_resent: u64,
 }
 
 /// Latency percentiles in milliseconds (microsecond resolution).
@@ -204,13 +232,16 @@ pub struct ModeReport {
     pub outcomes: Outcomes,
 }
 
-/// Numbers for pooled and fresh connections.
+/// Numbers per connection mode: HTTP/1.1 pooled and fresh, and HTTP/2.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
-    /// Pooled keep-alive connections.
+    /// HTTP/1.1 on pooled keep-alive connections.
     pub keepalive: ModeReport,
-    /// A fresh connection per request.
+    /// HTTP/1.1 on a fresh connection per request.
     pub fresh: ModeReport,
+    /// HTTP/2 streams on pooled connections.
+    #[serde(default)]
+    pub http2: ModeReport,
 }
 
 /// One second of the run. Requests count as sent in the second they started
@@ -242,10 +273,10 @@ pub struct ErrorSample {
     pub status: Option<u16>,
     /// `root` or `work`.
     pub route: crate::Route,
-    /// `keepalive` or `fresh`.
+    /// `keepalive`, `fresh` or `http2`.
     pub mode: crate::Mode,
     /// Whether the request went out on a pooled connection that had already
-    /// carried requests.
+    /// carried requests (for HTTP/2: a stream other than the first).
     pub reused_connection: bool,
     /// The error, with its causes.
     pub message: String,
@@ -295,13 +326,49 @@ mod tests {
             (Kind::ConnectError, 0),
             (Kind::Other, 0),
             (Kind::Aborted, 0),
+            (Kind::RefusedResent, 200),
         ] {
             o.add(k, s);
         }
         assert_eq!(o.ok, 2);
         assert_eq!(o.status, BTreeMap::from([(502, 1), (503, 2)]));
         assert_eq!(o.failures(), 8);
-        assert_eq!(o.total(), 11);
+        assert_eq!(o.refused_resent, 1);
+        assert_eq!(o.total(), 12);
+    }
+
+    #[test]
+    fn version_1_parts_still_parse() {
+        // The parts as version 1 wrote them: without the HTTP/2 fields.
+        let v1 = |value: serde_json::Value, fields: &[&str]| {
+            let mut value = value;
+            for f in fields {
+                value.as_object_mut().unwrap().remove(*f).unwrap();
+            }
+            value
+        };
+        let outcomes = v1(
+            serde_json::to_value(Outcomes::default()).unwrap(),
+            &["refused_resent"],
+        );
+        let o: Outcomes = serde_json::from_value(outcomes.clone()).unwrap();
+        assert_eq!(o, Outcomes::default());
+        let connections = v1(
+            serde_json::to_value(Connections::default()).unwrap(),
+            &[
+                "h2_opened",
+                "h2_goaways",
+                "h2_requeued_not_sent",
+                "h2_resent",
+            ],
+        );
+        let c: Connections = serde_json::from_value(connections).unwrap();
+        assert_eq!(c, Connections::default());
+        let mode = serde_json::json!({ "sent": 0, "outcomes": outcomes });
+        let m: Modes =
+            serde_json::from_value(serde_json::json!({ "keepalive": mode, "fresh": mode }))
+                .unwrap();
+        assert_eq!(m, Modes::default());
     }
 
     #[test]

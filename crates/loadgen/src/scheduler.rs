@@ -19,6 +19,7 @@ pub(crate) async fn schedule(
     shared: &Arc<Shared>,
     start: Instant,
     keepalive: mpsc::Sender<Job>,
+    http2: mpsc::Sender<Job>,
 ) -> (StopReason, u64) {
     let config = &shared.config;
     let end = config.duration.map(|d| start + d);
@@ -60,11 +61,16 @@ pub(crate) async fn schedule(
             Mode::Fresh => {
                 tokio::spawn(worker::fresh_request(shared.clone(), job));
             }
-            Mode::Keepalive => {
+            Mode::Keepalive | Mode::Http2 => {
+                let queue = if job.plan.mode == Mode::Http2 {
+                    &http2
+                } else {
+                    &keepalive
+                };
                 // Capacity equals the in-flight bound and each job holds a
                 // permit, so this never waits; the workers outlive the sender.
-                if keepalive.send(job).await.is_err() {
-                    unreachable!("keep-alive workers exit only after the schedule");
+                if queue.send(job).await.is_err() {
+                    unreachable!("pooled workers exit only after the schedule");
                 }
             }
         }

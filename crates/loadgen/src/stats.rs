@@ -44,7 +44,7 @@ struct Stats {
     connections: Connections,
     latency: Histogram<u64>,
     routes: [RouteStats; 2],
-    modes: [ModeReport; 2],
+    modes: [ModeReport; 3],
     served_by: BTreeMap<String, u64>,
     timeline: Vec<Second>,
     errors: Vec<ErrorSample>,
@@ -72,6 +72,7 @@ fn mode_idx(m: Mode) -> usize {
     match m {
         Mode::Keepalive => 0,
         Mode::Fresh => 1,
+        Mode::Http2 => 2,
     }
 }
 
@@ -155,6 +156,24 @@ impl Recorder {
         self.lock().connections.closed_while_idle += 1;
     }
 
+    pub(crate) fn h2_connection_opened(&self) {
+        let c = &mut self.lock().connections;
+        c.opened += 1;
+        c.h2_opened += 1;
+    }
+
+    pub(crate) fn h2_goaway(&self) {
+        self.lock().connections.h2_goaways += 1;
+    }
+
+    pub(crate) fn h2_requeued_not_sent(&self) {
+        self.lock().connections.h2_requeued_not_sent += 1;
+    }
+
+    pub(crate) fn h2_resent(&self) {
+        self.lock().connections.h2_resent += 1;
+    }
+
     /// A started request has its outcome.
     pub(crate) fn ended(
         &self,
@@ -170,8 +189,9 @@ impl Recorder {
             .max(1);
         let (status, replica) = match outcome {
             Outcome::Response(r) => {
-                let name =
-                    (kind == Kind::Ok && plan.route == Route::Root).then(|| replica_name(&r.body));
+                // A resent request was answered by a replica all the same.
+                let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
+                let name = (answered && plan.route == Route::Root).then(|| replica_name(&r.body));
                 (r.status.as_u16(), name)
             }
             Outcome::Failed { .. } => (0, None),
@@ -286,6 +306,7 @@ impl Recorder {
             modes: Modes {
                 keepalive: s.modes[0].clone(),
                 fresh: s.modes[1].clone(),
+                http2: s.modes[2].clone(),
             },
             served_by: s.served_by.clone(),
             timeline: s.timeline.clone(),
@@ -384,6 +405,7 @@ mod tests {
             status: StatusCode::OK,
             close: false,
             body: Bytes::from_static(body.as_bytes()),
+            resent: false,
         })
     }
 
@@ -414,6 +436,7 @@ mod tests {
             status: StatusCode::OK,
             close: true,
             body: Bytes::from_static(b"pod-b"),
+            resent: false,
         });
         r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
         let rep = r.report(
@@ -454,6 +477,7 @@ mod tests {
             status: StatusCode::SERVICE_UNAVAILABLE,
             close: true,
             body: Bytes::from_static(b"draining\n"),
+            resent: false,
         });
         r.ended(&work, t0, t0, &status, false);
         r.ended(&work, t0, t0, &fail, true);
@@ -477,6 +501,40 @@ mod tests {
         // Only responses have a latency.
         assert_eq!(rep.latency.count, 1);
         assert_eq!(rep.served_by.len(), 0);
+    }
+
+    #[test]
+    fn http2_is_a_mode_of_its_own_and_resent_answers_count() {
+        let r = recorder();
+        let t0 = r.begin();
+        let h2 = plan(Route::Root, Mode::Http2);
+        let resent = Outcome::Response(Response {
+            status: StatusCode::OK,
+            close: false,
+            body: Bytes::from_static(b"pod-c"),
+            resent: true,
+        });
+        for outcome in [ok("pod-c"), resent] {
+            r.started(&h2, t0, t0);
+            r.ended(&h2, t0, t0, &outcome, false);
+        }
+        r.h2_connection_opened();
+        r.h2_goaway();
+        r.h2_resent();
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 2);
+        assert_eq!(rep.modes.http2.sent, 2);
+        assert_eq!(rep.modes.http2.outcomes.ok, 1);
+        assert_eq!(rep.modes.http2.outcomes.refused_resent, 1);
+        assert_eq!(rep.modes.keepalive.sent + rep.modes.fresh.sent, 0);
+        assert_eq!((rep.failures, rep.outcomes.total()), (0, 2));
+        assert!(rep.errors.is_empty(), "not a failure");
+        assert!(rep.is_clean());
+        assert_eq!(rep.served_by, BTreeMap::from([("pod-c".into(), 2)]));
+        let c = &rep.connections;
+        assert_eq!(
+            (c.opened, c.h2_opened, c.h2_goaways, c.h2_resent),
+            (1, 1, 1, 1)
+        );
     }
 
     #[test]

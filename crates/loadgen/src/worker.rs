@@ -8,7 +8,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 use crate::conn::{self, Conn};
 use crate::engine::Shared;
 use crate::mix::Plan;
-use crate::outcome::{self, Kind, Outcome, Phase};
+use crate::outcome::{self, Outcome, Phase};
 
 /// How long a fresh connection may take to be closed by the server after its
 /// response before it is closed from this side.
@@ -23,7 +23,7 @@ pub(crate) struct Job {
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
-/// The queue of jobs for the keep-alive workers.
+/// The queue of jobs for the keep-alive workers (or the HTTP/2 lanes).
 pub(crate) type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
 /// Owns one pooled connection slot: takes jobs one at a time, reuses the
@@ -124,10 +124,7 @@ async fn fresh_once(
 async fn guarded(shared: &Shared, attempt: impl Future<Output = Outcome>) -> Option<Outcome> {
     tokio::select! {
         biased;
-        () = shared.abort.cancelled() => Some(Outcome::failed(
-            Kind::Aborted,
-            "aborted by the load generator: still in flight when its drain time ran out",
-        )),
+        () = shared.abort.cancelled() => Some(outcome::aborted()),
         res = tokio::time::timeout(shared.config.timeout, attempt) => res.ok(),
     }
 }

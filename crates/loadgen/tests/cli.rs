@@ -194,6 +194,55 @@ fn invalid_flags_exit_2_naming_the_problem() {
             &["--target", "h:1", "--duration", "5 parsecs"][..],
             "--duration",
         ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--h2-streams",
+                "0",
+            ][..],
+            "HTTP/2 streams per connection must be at least 1",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--fresh-fraction",
+                "0.6",
+                "--h2-fraction",
+                "0.6",
+            ][..],
+            "fresh fraction + HTTP/2 fraction must be at most 1",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--h2-fraction",
+                "0.5",
+                "--h2-conns",
+                "0",
+            ][..],
+            "at least one HTTP/2 connection",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--http2",
+                "--h2-fraction",
+                "0.5",
+            ][..],
+            "it cannot be used with --h2-fraction",
+        ),
     ] {
         let out = loadgen(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -201,6 +250,117 @@ fn invalid_flags_exit_2_naming_the_problem() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_runs_report_per_protocol() {
+    let server = TestServer::start(Behaviour::Auto("replica-2")).await;
+    let out = finish(
+        loadgen(&[
+            "--target",
+            &server.target(),
+            "--rate",
+            "400",
+            "--max-requests",
+            "200",
+            "--slow-ms",
+            "1-3",
+            "--http2",
+        ])
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    let r = report(&out);
+    assert!(r.is_clean(), "{r:#?}");
+    assert_eq!((r.modes.http2.sent, r.modes.http2.outcomes.ok), (200, 200));
+    assert_eq!(r.config.h2_fraction, 1.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused and resent 0"), "{stderr}");
+    assert!(!stderr.contains('['), "one protocol, no split: {stderr}");
+
+    // A mix shows the split per protocol on the summary line.
+    let out = finish(
+        loadgen(&[
+            "--target",
+            &server.target(),
+            "--rate",
+            "400",
+            "--max-requests",
+            "200",
+            "--fresh-fraction",
+            "0.25",
+            "--h2-fraction",
+            "0.25",
+        ])
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    let r = report(&out);
+    assert!(r.is_clean(), "{r:#?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("loadgen: ")).unwrap();
+    let split = format!(
+        "[keep-alive {k} sent {k} ok 0 failed; fresh {f} sent {f} ok 0 failed; \
+         http2 {h} sent {h} ok 0 failed]",
+        k = r.modes.keepalive.sent,
+        f = r.modes.fresh.sent,
+        h = r.modes.http2.sent,
+    );
+    assert!(line.ends_with(&split), "{line}");
+}
+
+#[test]
+fn http2_from_the_environment() {
+    // Off: the fractions may be set.
+    let out = loadgen(&["--target", "h:1", "--max-requests", "1", "--seed", "x"])
+        .env("LOADGEN_HTTP2", "false")
+        .env("LOADGEN_FRESH_FRACTION", "0.5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'x' for '--seed"), "{stderr}");
+    // On: a fraction from the environment conflicts as a flag would.
+    let out = loadgen(&["--target", "h:1", "--max-requests", "1"])
+        .env("LOADGEN_HTTP2", "true")
+        .env("LOADGEN_FRESH_FRACTION", "0.5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot be used with --fresh-fraction"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_against_an_http1_only_server_exits_2_with_one_line() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let out = finish(
+        loadgen(&[
+            "--target",
+            &server.target(),
+            "--max-requests",
+            "5",
+            "--http2",
+        ])
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "target {} does not speak h2c (HTTP/2 with prior knowledge): ",
+            server.target()
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake_h2;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -35,6 +38,11 @@ pub enum Behaviour {
     Silent,
     /// Answers `200 ok` and closes at once, without `Connection: close`.
     AnswerThenClose,
+    /// Like `Ok`, over HTTP/2 with prior knowledge only.
+    H2c(&'static str),
+    /// Like `Ok`, over HTTP/1.1 or HTTP/2 with prior knowledge, told apart
+    /// by the preface.
+    Auto(&'static str),
 }
 
 /// What the server saw.
@@ -44,6 +52,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     /// Requests that asked for `Connection: close`.
     pub close_requests: AtomicU64,
+    /// Requests that came over HTTP/2.
+    pub h2_requests: AtomicU64,
     pub active: AtomicU64,
     pub max_active: AtomicU64,
 }
@@ -97,6 +107,8 @@ async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
         tokio::spawn(async move {
             match behaviour {
                 Behaviour::Ok(name) => serve(stream, seen, name, None, false).await,
+                Behaviour::H2c(name) => serve_with(stream, seen, name, Proto::H2c).await,
+                Behaviour::Auto(name) => serve_with(stream, seen, name, Proto::Auto).await,
                 Behaviour::CloseEach(name) => serve(stream, seen, name, None, true).await,
                 Behaviour::Status(code) => serve(stream, seen, "", Some(code), false).await,
                 Behaviour::ResetOnRequest => raw(stream, seen, Raw::Reset).await,
@@ -108,6 +120,13 @@ async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Proto {
+    Http1,
+    H2c,
+    Auto,
+}
+
 async fn serve(
     stream: TcpStream,
     seen: Arc<Seen>,
@@ -115,10 +134,29 @@ async fn serve(
     status: Option<u16>,
     close: bool,
 ) {
+    serve_as(stream, seen, name, status, close, Proto::Http1).await;
+}
+
+async fn serve_with(stream: TcpStream, seen: Arc<Seen>, name: &'static str, proto: Proto) {
+    serve_as(stream, seen, name, None, false, proto).await;
+}
+
+async fn serve_as(
+    stream: TcpStream,
+    seen: Arc<Seen>,
+    name: &'static str,
+    status: Option<u16>,
+    close: bool,
+    proto: Proto,
+) {
     let svc = service_fn(move |req: Request<Incoming>| {
         let seen = seen.clone();
         async move {
             seen.requests.fetch_add(1, Ordering::SeqCst);
+            seen.h2_requests.fetch_add(
+                u64::from(req.version() == hyper::Version::HTTP_2),
+                Ordering::SeqCst,
+            );
             let asks_close = req
                 .headers()
                 .get(header::CONNECTION)
@@ -153,9 +191,21 @@ async fn serve(
             Ok::<_, Infallible>(res)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .await;
+    let io = TokioIo::new(stream);
+    let _ = match proto {
+        Proto::Http1 => hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, svc)
+            .await
+            .map_err(|e| e.to_string()),
+        Proto::H2c => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await
+            .map_err(|e| e.to_string()),
+        Proto::Auto => auto::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await
+            .map_err(|e| e.to_string()),
+    };
 }
 
 #[derive(Debug, Clone, Copy)]
