@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// How long in-flight work may take after the listener closes.
     #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "20s", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: Duration,
-    /// While closing, how long a keep-alive connection must have been idle before it is closed.
+    /// While closing, how long a keep-alive connection must have been idle before it is closed; on
+    /// HTTP/2, how long the final GOAWAY waits for streams opened before the first.
     #[arg(long, env = "LAMEDUCK_IDLE_GRACE", default_value = "250ms", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub idle_grace: Duration,
     /// A connection that has not sent full request headers by then is closed.

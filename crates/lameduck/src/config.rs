@@ -29,6 +29,8 @@ pub struct Config {
     /// While closing, how long a keep-alive connection must have been idle
     /// before it is closed. A connection used more recently than this may be
     /// carrying the client's next request, which then gets one more response.
+    /// On HTTP/2, how long the final GOAWAY waits for streams the client
+    /// opened before it saw the first one (0: it does not wait).
     pub idle_grace: Duration,
     /// A connection that has not sent complete request headers within this
     /// time is closed (this also bounds how long an idle HTTP/1 keep-alive

@@ -4,7 +4,9 @@
 //! - HTTP/2 gets GOAWAY as soon as draining starts (only the server can move
 //!   a client off a connection it has pinned), then closes with its last
 //!   stream; a connection opened during the drain gets it after its first
-//!   request, which a GOAWAY would otherwise refuse.
+//!   request, which a GOAWAY would otherwise refuse. The final GOAWAY waits
+//!   `idle_grace` for streams the client opened before it saw the first one
+//!   (see `frames`).
 //! - HTTP/1 responses carry `Connection: close` from draining on (see
 //!   `track`), which closes busy connections after their response. Idle ones
 //!   are left alone until closing, then closed once idle for `idle_grace`: a
@@ -60,7 +62,11 @@ pub(crate) async fn serve(
         else {
             return;
         };
-        let io = TokioIo::new(ActivityIo::new(stream, &prefix[..len], Arc::clone(&state)));
+        let io = match protocol {
+            Protocol::Http1 => ActivityIo::new(stream, &prefix[..len], Arc::clone(&state)),
+            Protocol::Http2 => ActivityIo::http2(stream, &prefix[..len], Arc::clone(&state)),
+        };
+        let io = TokioIo::new(io);
         let shared = &state.shared;
         // Internal: boxed, so that a parked connection's task holds neither
         // hyper's connection state nor its buffers.
@@ -233,6 +239,9 @@ where
                 }
                 // HTTP/2: GOAWAY, the connection ends with its last stream.
                 // HTTP/1: idle, so hyper closes it at once.
+                if protocol == Protocol::Http2 {
+                    state.start_going_away();
+                }
                 graceful_shutdown(conn.as_mut());
                 asked = true;
             }

@@ -1,8 +1,9 @@
 //! The connection's socket as hyper sees it: replays the bytes read while
 //! detecting the protocol, records every read as a sign of life, so that a
 //! request whose bytes have started arriving is never mistaken for idleness,
-//! and hands the socket back instead of shutting it down when the connection
-//! is being parked.
+//! hands the socket back instead of shutting it down when the connection is
+//! being parked, and, on HTTP/2, holds the client's acknowledgement of the
+//! shutdown PING for `idle_grace` (see `frames`).
 
 use std::io;
 use std::pin::Pin;
@@ -11,7 +12,9 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
+use crate::frames::Frames;
 use crate::track::ConnState;
 
 /// Length of the HTTP/2 connection preface, the most read before serving.
@@ -25,6 +28,22 @@ pub(crate) struct ActivityIo {
     prefix_start: usize,
     prefix_end: usize,
     conn: Arc<ConnState>,
+    /// HTTP/2 only; boxed, so that HTTP/1 connections do not pay for it.
+    h2: Option<Box<H2Read>>,
+}
+
+/// The read side of an HTTP/2 connection.
+#[derive(Debug, Default)]
+struct H2Read {
+    frames: Frames,
+    /// Set once the connection was asked to go away: from then on every
+    /// byte goes through `frames.filter`.
+    filtering: bool,
+    /// Bytes to hand on before reading more.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Until when a held acknowledgement is held.
+    release_at: Option<Pin<Box<Sleep>>>,
 }
 
 impl ActivityIo {
@@ -38,7 +57,15 @@ impl ActivityIo {
             prefix_start: 0,
             prefix_end: prefix.len(),
             conn,
+            h2: None,
         }
+    }
+
+    /// The same for an HTTP/2 connection: `prefix` is (the start of) its preface.
+    pub(crate) fn http2(stream: TcpStream, prefix: &[u8], conn: Arc<ConnState>) -> Self {
+        let mut io = Self::new(stream, prefix, conn);
+        io.h2 = Some(Box::default());
+        io
     }
 }
 
@@ -58,6 +85,79 @@ impl AsyncRead for ActivityIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.h2.is_some() {
+            this.poll_read_h2(cx, buf)
+        } else {
+            this.poll_read_raw(cx, buf)
+        }
+    }
+}
+
+impl ActivityIo {
+    fn poll_read_h2(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let grace = self.conn.shared.config.idle_grace;
+        loop {
+            let Some(h2) = self.h2.as_deref_mut() else {
+                return self.poll_read_raw(cx, buf);
+            };
+            if h2.out_pos < h2.out.len() {
+                let n = buf.remaining().min(h2.out.len() - h2.out_pos);
+                buf.put_slice(&h2.out[h2.out_pos..h2.out_pos + n]);
+                h2.out_pos += n;
+                if h2.out_pos == h2.out.len() {
+                    h2.out.clear();
+                    h2.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if !h2.filtering && self.conn.going_away() && !grace.is_zero() {
+                h2.frames.arm();
+                h2.filtering = true;
+            }
+            if h2.frames.holding() {
+                let release = h2.release_at.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep(grace.min(crate::config::LONGEST)))
+                });
+                // Internal: polled before reading, so that the timer wakes
+                // the task when the socket has nothing more to say.
+                if release.as_mut().poll(cx).is_ready()
+                    && let Some(ack) = h2.frames.release()
+                {
+                    h2.out = ack;
+                    continue;
+                }
+            }
+            let filtering = h2.filtering;
+            let before = buf.filled().len();
+            ready!(self.poll_read_raw(cx, buf))?;
+            let Some(h2) = self.h2.as_deref_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let read = &buf.filled()[before..];
+            if read.is_empty() {
+                // End of stream: a held acknowledgement no longer matters.
+                return Poll::Ready(Ok(()));
+            }
+            if !filtering {
+                h2.frames.observe(read);
+                return Poll::Ready(Ok(()));
+            }
+            h2.frames.filter(read, &mut h2.out);
+            buf.set_filled(before);
+            // Loop: hand on what passed, or read again if all was held.
+        }
+    }
+
+    fn poll_read_raw(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         if this.prefix_start < this.prefix_end {
             let n = buf.remaining().min(this.prefix_end - this.prefix_start);
             buf.put_slice(&this.prefix[this.prefix_start..this.prefix_start + n]);

@@ -54,6 +54,7 @@ mod admin;
 mod config;
 mod conn;
 mod error;
+mod frames;
 mod io;
 mod metrics;
 mod quiet;

@@ -43,6 +43,8 @@ pub(crate) struct ConnState {
     parking: AtomicBool,
     /// The socket, once hyper has let go of it.
     parked: Mutex<Option<TcpStream>>,
+    /// HTTP/2: the connection was asked to go away (see `frames`).
+    going_away: AtomicBool,
     /// Wakes the connection task, during shutdown, when a request starts or
     /// the last one finishes.
     pub(crate) requests_changed: Notify,
@@ -59,6 +61,7 @@ impl ConnState {
             request_arriving: AtomicBool::new(false),
             parking: AtomicBool::new(false),
             parked: Mutex::new(None),
+            going_away: AtomicBool::new(false),
             requests_changed: Notify::new(),
         }
     }
@@ -115,6 +118,16 @@ impl ConnState {
     /// Keeps the socket hyper let go of.
     pub(crate) fn keep_parked(&self, stream: TcpStream) {
         *self.parked.lock().unwrap_or_else(PoisonError::into_inner) = Some(stream);
+    }
+
+    /// Records that an HTTP/2 connection is being asked to go away.
+    pub(crate) fn start_going_away(&self) {
+        self.going_away.store(true, Ordering::Release);
+    }
+
+    /// Whether an HTTP/2 connection was asked to go away.
+    pub(crate) fn going_away(&self) -> bool {
+        self.going_away.load(Ordering::Acquire)
     }
 
     /// The parked socket, if hyper handed it back; ends the parking.
