@@ -1,11 +1,14 @@
-//! The rollout suite: rolls a Deployment of lameduck under load and counts
-//! every failed request. Two backends play the same scenario and apply the
+//! The rollout suite: rolls a Deployment of lameduck under load (HTTP/1.1 on
+//! pooled keep-alive connections and on a fresh connection each, and HTTP/2
+//! streams on pooled connections) and counts every failed request, per
+//! protocol. Two backends play the same scenario and apply the
 //! same assertions: `cluster` (a real cluster: kind, the local one of
 //! `scripts/just cluster-up`, or any other) and `local` (no cluster: real
 //! processes, a kube-proxy-like Service proxy, a real Prometheus).
 //!
 //! Exit codes: 0 when the run showed what it was expected to show (no
-//! failure, or failures for a negative control), 1 when not, 2 for bad flags.
+//! failure on any protocol, or failures, HTTP/2 ones among them, for a
+//! negative control), 1 when not, 2 for bad flags.
 
 // A binary crate: `pub` marks what the modules share with each other.
 #![allow(unreachable_pub)]

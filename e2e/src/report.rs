@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use crate::timeline::RunRecord;
+use crate::verdict;
 
 /// Writes `<dir>/<label>.json` and `<dir>/<label>.svg`; returns their paths.
 pub fn write(record: &RunRecord, dir: &Path) -> Result<(PathBuf, PathBuf)> {
@@ -42,7 +43,8 @@ pub fn summary(record: &RunRecord) -> String {
         })
         .collect();
     let _ = writeln!(out, "  {:<28} {}", "rollout took", rollout_s.join("; "));
-    let rows: [(&str, String); 10] = [
+    let conns = &load.connections;
+    let rows: [(&str, String); 11] = [
         (
             "requests sent",
             format!(
@@ -52,6 +54,13 @@ pub fn summary(record: &RunRecord) -> String {
             ),
         ),
         ("ok (2xx)", o.ok.to_string()),
+        (
+            "refused and resent",
+            format!(
+                "{} (HTTP/2 streams the server did not process, resent once and answered; not failures)",
+                o.refused_resent
+            ),
+        ),
         (
             "other status",
             format!("{} {:?}", o.status.values().sum::<u64>(), o.status),
@@ -80,13 +89,34 @@ pub fn summary(record: &RunRecord) -> String {
         (
             "connections opened",
             format!(
-                "{} ({} closed by the server with `Connection: close`)",
-                load.connections.opened, load.connections.close_responses
+                "{} ({} closed by the server with `Connection: close`); HTTP/2: {} opened, {} GOAWAY received, {} requests moved unsent, {} resent",
+                conns.opened,
+                conns.close_responses,
+                conns.h2_opened,
+                conns.h2_goaways,
+                conns.h2_requeued_not_sent,
+                conns.h2_resent
             ),
         ),
     ];
     for (name, value) in rows {
         let _ = writeln!(out, "  {name:<28} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>8} {:>8} {:>8}  failed",
+        "per protocol", "sent", "ok", "resent"
+    );
+    for p in verdict::protocols(load) {
+        let _ = writeln!(
+            out,
+            "    {:<26} {:>8} {:>8} {:>8}  {}",
+            p.name,
+            p.report.sent,
+            p.report.outcomes.ok,
+            p.report.outcomes.refused_resent,
+            failed_by_kind(&p.report.outcomes)
+        );
     }
     let _ = writeln!(out, "  replicas:");
     for r in &record.replicas {
@@ -129,6 +159,35 @@ pub fn summary(record: &RunRecord) -> String {
             "FAIL"
         }
     );
+    out
+}
+
+/// `0`, or the total and its non-zero kinds: `37 (connect refused 12, reset
+/// 25)`; requests cut off by the load generator's stop are added apart.
+fn failed_by_kind(o: &loadgen::Outcomes) -> String {
+    let mut kinds: Vec<String> = o
+        .status
+        .iter()
+        .map(|(code, n)| format!("status {code} {n}"))
+        .collect();
+    for (kind, n) in [
+        ("connect refused", o.connect_refused),
+        ("connect error", o.connect_error),
+        ("reset", o.reset),
+        ("timeout", o.timeout),
+        ("other", o.other),
+    ] {
+        if n > 0 {
+            kinds.push(format!("{kind} {n}"));
+        }
+    }
+    let mut out = o.failures().to_string();
+    if !kinds.is_empty() {
+        let _ = write!(out, " ({})", kinds.join(", "));
+    }
+    if o.aborted > 0 {
+        let _ = write!(out, "; {} cut off by the load generator's stop", o.aborted);
+    }
     out
 }
 
@@ -253,4 +312,80 @@ fn draw(record: &RunRecord, path: &Path) -> Result<()> {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use loadgen::{Mode, Outcomes};
+
+    use super::*;
+    use crate::verdict::fixtures::{report, set_mode};
+    use crate::verdict::{Expect, Verdict};
+
+    fn record() -> RunRecord {
+        let mut load = report(&[(0, 800, &[("a", 10)])], 0);
+        set_mode(
+            &mut load,
+            Mode::Http2,
+            Outcomes {
+                ok: 190,
+                refused_resent: 7,
+                reset: 2,
+                status: [(503, 1)].into(),
+                ..Outcomes::default()
+            },
+        );
+        RunRecord {
+            label: "t".to_owned(),
+            backend: "local",
+            expect: Expect::NoFailures,
+            settings: Vec::new(),
+            started_ms: 0,
+            finished_ms: 1000,
+            rollouts: Vec::new(),
+            replicas: Vec::new(),
+            routed: Vec::new(),
+            transitions: Vec::new(),
+            load,
+            verdict: Verdict::default(),
+        }
+    }
+
+    #[test]
+    fn the_summary_splits_the_load_per_protocol() {
+        let text = summary(&record());
+        let line = |start: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(start))
+                .unwrap_or_else(|| panic!("no {start:?} line in\n{text}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            line("refused and resent").split(' ').nth(3),
+            Some("7"),
+            "{text}"
+        );
+        assert_eq!(
+            line("HTTP/1.1 keep-alive"),
+            "HTTP/1.1 keep-alive 400 400 0 0"
+        );
+        assert_eq!(
+            line("HTTP/1.1 fresh connections"),
+            "HTTP/1.1 fresh connections 200 200 0 0"
+        );
+        assert_eq!(line("HTTP/2"), "HTTP/2 200 190 7 3 (status 503 1, reset 2)");
+    }
+
+    #[test]
+    fn the_json_record_has_the_numbers_per_protocol() {
+        let json = serde_json::to_value(record()).unwrap();
+        let h2 = &json["load"]["modes"]["http2"];
+        assert_eq!(h2["sent"], 200);
+        assert_eq!(h2["outcomes"]["refused_resent"], 7);
+        assert_eq!(h2["outcomes"]["reset"], 2);
+        assert_eq!(json["load"]["modes"]["fresh"]["sent"], 200);
+        assert_eq!(json["load"]["modes"]["keepalive"]["outcomes"]["ok"], 400);
+    }
 }

@@ -2,18 +2,24 @@
 
 use std::fmt;
 
-use loadgen::Report;
+use loadgen::{ModeReport, Outcomes, Report};
 use serde::{Deserialize, Serialize};
 
 /// What a run is expected to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {
-    /// Graceful shutdown: not a single failed request.
+    /// Graceful shutdown: not a single failed request, on every protocol of
+    /// the load (each of which must have sent requests).
     NoFailures,
-    /// A negative control: the same scenario must report failures, or the
-    /// suite could not tell a broken shutdown from a working one.
+    /// A negative control: the same scenario must report failures, HTTP/2
+    /// ones among them, or the suite could not tell a broken shutdown from a
+    /// working one.
     Failures,
+    /// Failures, on whichever protocol: for a run that shows a limit rather
+    /// than a broken shutdown (routers slower than the preStop), where pooled
+    /// HTTP/2 connections, which move only on GOAWAY, may all come through.
+    FailuresAnyProtocol,
 }
 
 /// One terminated replica, as the assertions need it (Unix milliseconds).
@@ -76,15 +82,47 @@ pub struct Bar {
     pub min_rate_while_terminating: f64,
 }
 
-/// Judges a run's load report against its terminations.
-pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar: Bar) -> Verdict {
-    let mut verdict = Verdict::default();
-    let o = &report.outcomes;
-    let breakdown = format!(
-        "{} sent, {} ok, {} failed (status {:?}, refused {}, connect error {}, reset {}, timeout {}, other {}), {} cut off by the load generator's stop, {} never started",
-        report.sent,
+/// One of the ways the load sends requests, as the report splits them.
+#[derive(Debug, Clone, Copy)]
+pub struct Protocol<'a> {
+    /// As the summary and the checks name it.
+    pub name: &'static str,
+    /// Its share of the load, as configured.
+    pub share: f64,
+    pub report: &'a ModeReport,
+}
+
+/// HTTP/1.1 keep-alive, HTTP/1.1 on fresh connections, HTTP/2: every
+/// protocol the verdict judges, in the report's order.
+pub fn protocols(report: &Report) -> [Protocol<'_>; 3] {
+    let (config, modes) = (&report.config, &report.modes);
+    [
+        Protocol {
+            name: "HTTP/1.1 keep-alive",
+            share: config.keepalive_fraction(),
+            report: &modes.keepalive,
+        },
+        Protocol {
+            name: "HTTP/1.1 fresh connections",
+            share: config.fresh_fraction,
+            report: &modes.fresh,
+        },
+        Protocol {
+            name: "HTTP/2",
+            share: config.h2_fraction,
+            report: &modes.http2,
+        },
+    ]
+}
+
+/// `sent, ok, refused and resent, failed (by kind), cut off`: the numbers
+/// every load check shows.
+fn breakdown(sent: u64, o: &Outcomes) -> String {
+    format!(
+        "{sent} sent, {} ok, {} refused unprocessed and resent, {} failed (status {:?}, connect refused {}, connect error {}, reset {}, timeout {}, other {}), {} cut off by the load generator's stop",
         o.ok,
-        report.failures,
+        o.refused_resent,
+        o.failures(),
         o.status,
         o.connect_refused,
         o.connect_error,
@@ -92,16 +130,87 @@ pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar:
         o.timeout,
         o.other,
         o.aborted,
+    )
+}
+
+/// A protocol that sent nothing proves nothing.
+fn unknown(p: &Protocol<'_>) -> String {
+    format!(
+        "unknown: not one request was sent over {} (its share of the load: {:.0} %)",
+        p.name,
+        p.share * 100.0
+    )
+}
+
+/// The load checks: no failed request on any protocol, or, for a negative
+/// control, failures, HTTP/2 ones among them (any failures for
+/// [`Expect::FailuresAnyProtocol`]).
+fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
+    let protocols = protocols(report);
+    let overall = format!(
+        "{}, {} never started",
+        breakdown(report.sent, &report.outcomes),
         report.not_started
     );
     match expect {
-        Expect::NoFailures => verdict.push("no failed request", report.is_clean(), breakdown),
-        Expect::Failures => verdict.push(
-            "failed requests, as expected",
-            report.failures > 0,
-            breakdown,
-        ),
+        Expect::NoFailures => {
+            verdict.push("no failed request", report.is_clean(), overall);
+            for p in &protocols {
+                let (sent, o) = (p.report.sent, &p.report.outcomes);
+                verdict.push(
+                    format!("no failed request over {}", p.name),
+                    sent > 0 && o.failures() == 0 && o.aborted == 0,
+                    if sent == 0 {
+                        unknown(p)
+                    } else {
+                        breakdown(sent, o)
+                    },
+                );
+            }
+        }
+        Expect::Failures | Expect::FailuresAnyProtocol => {
+            let per_protocol: Vec<String> = protocols
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.report.outcomes.failures()))
+                .collect();
+            verdict.push(
+                "failed requests, as expected",
+                report.failures > 0,
+                format!(
+                    "{overall}; failed per protocol: {}",
+                    per_protocol.join(", ")
+                ),
+            );
+            if expect == Expect::FailuresAnyProtocol {
+                return;
+            }
+            let [.., h2] = &protocols;
+            let (sent, o) = (h2.report.sent, &h2.report.outcomes);
+            verdict.push(
+                "failed HTTP/2 requests, as expected",
+                o.failures() > 0,
+                if sent == 0 {
+                    format!(
+                        "{}: the suite cannot show it would catch an HTTP/2 loss",
+                        unknown(h2)
+                    )
+                } else if o.failures() == 0 {
+                    format!(
+                        "none of {sent} HTTP/2 requests failed ({} ok, {} refused unprocessed and resent): the suite cannot show it would catch an HTTP/2 loss",
+                        o.ok, o.refused_resent
+                    )
+                } else {
+                    breakdown(sent, o)
+                },
+            );
+        }
     }
+}
+
+/// Judges a run's load report against its terminations.
+pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar: Bar) -> Verdict {
+    let mut verdict = Verdict::default();
+    judge_load(report, expect, &mut verdict);
 
     verdict.push(
         "old replicas terminated",
@@ -176,26 +285,33 @@ fn overlapping(report: &Report, from: u64, to: u64) -> impl Iterator<Item = &loa
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
-    use loadgen::Report;
+    use loadgen::{Mode, ModeReport, Outcomes, Report};
 
     /// (second's start, requests sent, `GET /` answers per replica)
     pub(crate) type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
 
+    /// The timeline's requests, split as the scenario's default mix does
+    /// (half keep-alive, a quarter fresh, a quarter HTTP/2), all ok but
+    /// `failures` resets, spread evenly over the three (the remainder on
+    /// keep-alive).
     pub(crate) fn report(seconds: &[Bucket<'_>], failures: u64) -> Report {
         let mut json = serde_json::json!({
             "version": loadgen::REPORT_VERSION,
-            "config": serde_json::to_value(loadgen::Config::new("127.0.0.1:1")).unwrap(),
+            "config": serde_json::to_value(loadgen::Config {
+                fresh_fraction: 0.25,
+                h2_fraction: 0.25,
+                ..loadgen::Config::new("127.0.0.1:1")
+            }).unwrap(),
             "target_addr": "127.0.0.1:1", "started_unix_ms": 0, "elapsed_ms": 0,
             "stop_reason": "stopped", "scheduled": 0, "sent": 0, "not_started": 0,
             "late_start": 0, "max_start_delay_ms": 0.0,
-            "outcomes": {"ok": 0, "status": {}, "connect_refused": 0, "connect_error": 0,
-                          "reset": failures, "timeout": 0, "other": 0, "aborted": 0},
-            "failures": failures,
+            "outcomes": serde_json::Value::Null, "failures": 0,
             "connections": {"opened": 0, "close_responses": 0, "closed_while_idle": 0},
             "latency": {"count": 0, "mean_ms": 0.0, "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "p999_ms": 0.0, "max_ms": 0.0},
             "routes": serde_json::Value::Null, "modes": serde_json::Value::Null,
             "served_by": {}, "timeline": [], "errors": []
         });
+        json["outcomes"] = serde_json::to_value(Outcomes::default()).unwrap();
         json["routes"] = serde_json::to_value(loadgen::Routes::default()).unwrap();
         json["modes"] = serde_json::to_value(loadgen::Modes::default()).unwrap();
         let mut report: Report = serde_json::from_value(json).unwrap();
@@ -211,14 +327,67 @@ pub(crate) mod fixtures {
                 ..Default::default()
             })
             .collect();
-        report.sent = report.timeline.iter().map(|s| s.sent).sum();
+        let total: u64 = report.timeline.iter().map(|s| s.sent).sum();
+        let (fresh, http2) = (total / 4, total / 4);
+        let each = failures / 3;
+        for (mode, sent, failed) in [
+            (Mode::Keepalive, total - fresh - http2, failures - 2 * each),
+            (Mode::Fresh, fresh, each),
+            (Mode::Http2, http2, each),
+        ] {
+            let outcomes = Outcomes {
+                ok: sent.saturating_sub(failed),
+                reset: failed,
+                ..Outcomes::default()
+            };
+            set_mode(&mut report, mode, outcomes);
+        }
         report
+    }
+
+    /// Replaces one protocol's outcomes, and sums the report's totals again.
+    pub(crate) fn set_mode(report: &mut Report, mode: Mode, outcomes: Outcomes) {
+        let slot = match mode {
+            Mode::Keepalive => &mut report.modes.keepalive,
+            Mode::Fresh => &mut report.modes.fresh,
+            Mode::Http2 => &mut report.modes.http2,
+        };
+        *slot = ModeReport {
+            sent: outcomes.total(),
+            outcomes,
+        };
+        let modes = [
+            &report.modes.keepalive,
+            &report.modes.fresh,
+            &report.modes.http2,
+        ];
+        let mut total = Outcomes::default();
+        for m in modes {
+            let o = &m.outcomes;
+            total.ok += o.ok;
+            for (code, n) in &o.status {
+                *total.status.entry(*code).or_default() += n;
+            }
+            total.connect_refused += o.connect_refused;
+            total.connect_error += o.connect_error;
+            total.reset += o.reset;
+            total.timeout += o.timeout;
+            total.other += o.other;
+            total.aborted += o.aborted;
+            total.refused_resent += o.refused_resent;
+        }
+        report.sent = total.total();
+        report.scheduled = report.sent;
+        report.failures = total.failures();
+        report.outcomes = total;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::report;
+    use loadgen::Mode;
+
+    use super::fixtures::{report, set_mode};
     use super::*;
 
     fn termination(name: &str, from: u64, to: u64) -> Termination {
@@ -289,6 +458,212 @@ mod tests {
         assert_eq!(sent_between(&r, 900, 1100), 200.0);
         assert_eq!(sent_between(&r, 0, 2000), 2000.0);
         assert_eq!(sent_between(&r, 2000, 3000), 0.0);
+    }
+
+    fn check<'a>(v: &'a Verdict, name: &str) -> &'a Check {
+        v.checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name:?} in\n{v}"))
+    }
+
+    fn failed_checks(v: &Verdict) -> Vec<&str> {
+        v.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// A rollout's worth of load with one terminated replica that served.
+    fn clean() -> (Report, [Termination; 1]) {
+        let r = report(&[(0, 800, &[("a", 10)]), (1000, 800, &[("a", 5)])], 0);
+        (r, [termination("a", 0, 1500)])
+    }
+
+    #[test]
+    fn all_protocols_clean_passes_and_each_is_judged() {
+        let (r, t) = clean();
+        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        assert!(v.passed(), "{v}");
+        for (name, sent) in [
+            ("no failed request over HTTP/1.1 keep-alive", 800),
+            ("no failed request over HTTP/1.1 fresh connections", 400),
+            ("no failed request over HTTP/2", 400),
+        ] {
+            let c = check(&v, name);
+            assert!(c.passed, "{v}");
+            assert!(
+                c.detail
+                    .starts_with(&format!("{sent} sent, {sent} ok, 0 refused")),
+                "{}",
+                c.detail
+            );
+        }
+    }
+
+    #[test]
+    fn an_http2_failure_fails_the_no_failures_check() {
+        let (mut r, t) = clean();
+        set_mode(
+            &mut r,
+            Mode::Http2,
+            Outcomes {
+                ok: 399,
+                reset: 1,
+                ..Outcomes::default()
+            },
+        );
+        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        assert!(!v.passed(), "{v}");
+        assert_eq!(
+            failed_checks(&v),
+            ["no failed request", "no failed request over HTTP/2"],
+            "{v}"
+        );
+        let detail = &check(&v, "no failed request over HTTP/2").detail;
+        assert!(
+            detail.contains("1 failed (") && detail.contains("reset 1"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_failure_on_any_protocol_fails() {
+        for mode in [Mode::Keepalive, Mode::Fresh] {
+            let (mut r, t) = clean();
+            set_mode(
+                &mut r,
+                mode,
+                Outcomes {
+                    ok: 10,
+                    status: [(503, 1)].into(),
+                    ..Outcomes::default()
+                },
+            );
+            let v = judge(&r, &t, Expect::NoFailures, BAR);
+            assert_eq!(failed_checks(&v).len(), 2, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_protocol_that_sent_nothing_is_unknown_and_fails() {
+        let (mut r, t) = clean();
+        set_mode(&mut r, Mode::Http2, Outcomes::default());
+        // Overall the run is clean: only the HTTP/2 check can notice.
+        assert!(r.is_clean());
+        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        assert!(!v.passed(), "{v}");
+        assert_eq!(failed_checks(&v), ["no failed request over HTTP/2"], "{v}");
+        let detail = &check(&v, "no failed request over HTTP/2").detail;
+        assert!(detail.starts_with("unknown: not one request"), "{detail}");
+    }
+
+    #[test]
+    fn refused_and_resent_alone_does_not_fail_but_is_shown() {
+        let (mut r, t) = clean();
+        set_mode(
+            &mut r,
+            Mode::Http2,
+            Outcomes {
+                ok: 395,
+                refused_resent: 5,
+                ..Outcomes::default()
+            },
+        );
+        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        assert!(v.passed(), "{v}");
+        for name in ["no failed request", "no failed request over HTTP/2"] {
+            let detail = &check(&v, name).detail;
+            assert!(
+                detail.contains("5 refused unprocessed and resent, 0 failed"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_negative_control_must_fail_http2_requests_too() {
+        let t = [termination("a", 0, 900)];
+        // Failures on HTTP/1.1 only.
+        let mut r = report(&[(0, 800, &[("a", 1)])], 0);
+        set_mode(
+            &mut r,
+            Mode::Keepalive,
+            Outcomes {
+                ok: 388,
+                connect_refused: 12,
+                ..Outcomes::default()
+            },
+        );
+        let v = judge(&r, &t, Expect::Failures, BAR);
+        assert!(!v.passed(), "{v}");
+        assert_eq!(
+            failed_checks(&v),
+            ["failed HTTP/2 requests, as expected"],
+            "{v}"
+        );
+        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        assert!(
+            detail.starts_with("none of 200 HTTP/2 requests failed")
+                && detail.contains("cannot show it would catch an HTTP/2 loss"),
+            "{detail}"
+        );
+        // No HTTP/2 request at all: unknown, not a pass.
+        set_mode(&mut r, Mode::Http2, Outcomes::default());
+        let v = judge(&r, &t, Expect::Failures, BAR);
+        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        assert!(!v.passed() && detail.starts_with("unknown"), "{v}");
+        // Refused-and-resent HTTP/2 requests are not the failures it needs.
+        set_mode(
+            &mut r,
+            Mode::Http2,
+            Outcomes {
+                ok: 150,
+                refused_resent: 50,
+                ..Outcomes::default()
+            },
+        );
+        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
+        // With HTTP/2 failures it passes, and shows the split.
+        set_mode(
+            &mut r,
+            Mode::Http2,
+            Outcomes {
+                ok: 190,
+                reset: 10,
+                ..Outcomes::default()
+            },
+        );
+        let v = judge(&r, &t, Expect::Failures, BAR);
+        assert!(v.passed(), "{v}");
+        let detail = &check(&v, "failed requests, as expected").detail;
+        assert!(
+            detail.ends_with(
+                "failed per protocol: HTTP/1.1 keep-alive 12, HTTP/1.1 fresh connections 0, HTTP/2 10"
+            ),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn failures_on_any_protocol_need_no_http2_failure() {
+        let t = [termination("a", 0, 900)];
+        let mut r = report(&[(0, 800, &[("a", 1)])], 0);
+        assert!(!judge(&r, &t, Expect::FailuresAnyProtocol, BAR).passed());
+        set_mode(
+            &mut r,
+            Mode::Fresh,
+            Outcomes {
+                ok: 150,
+                reset: 50,
+                ..Outcomes::default()
+            },
+        );
+        let v = judge(&r, &t, Expect::FailuresAnyProtocol, BAR);
+        assert!(v.passed(), "{v}");
+        assert!(v.checks.iter().all(|c| !c.name.contains("HTTP/2")), "{v}");
+        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
     }
 
     #[test]

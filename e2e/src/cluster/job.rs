@@ -62,4 +62,19 @@ mod tests {
         assert_eq!(c.command.as_deref(), Some(&["/loadgen".to_owned()][..]));
         assert_eq!(c.args.as_deref(), Some(&["--rate=2000".to_owned()][..]));
     }
+
+    #[test]
+    fn the_job_runs_the_scenarios_protocol_mix() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            scenario: crate::scenario::Scenario,
+        }
+        let scenario = <Cli as clap::Parser>::parse_from(["e2e"]).scenario;
+        let args = scenario.load_args("lameduck.default.svc.cluster.local:80", "0.0.0.0:9090");
+        let job = manifest("load-1", "repo/lameduck:abc", &args);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let given = pod.containers[0].args.clone().unwrap();
+        crate::scenario::tests::assert_flags(&given, crate::scenario::tests::DEFAULT_MIX_FLAGS);
+    }
 }

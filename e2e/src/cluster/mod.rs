@@ -243,7 +243,7 @@ fn check_pods(
                 None => "unknown: the deletion time was not seen".to_owned(),
             },
         );
-        if expect == Expect::Failures {
+        if expect != Expect::NoFailures {
             continue;
         }
         let s = seen.shutdown;
@@ -448,6 +448,11 @@ impl LoadJob {
         let _ = jobs.delete(&name, &DeleteParams::background()).await;
         wait_until_gone(&pods, &by_job).await?;
         let target = format!("{}.{ns}.svc.cluster.local:80", args.release);
+        // The Job would only say so in its log.
+        args.scenario
+            .load(&target)
+            .validate()
+            .context("the scenario's load cannot run")?;
         let load_args = args
             .scenario
             .load_args(&target, &format!("0.0.0.0:{}", job::CONTROL_PORT));

@@ -239,8 +239,12 @@ pub async fn run(args: LocalArgs) -> Result<RunRecord> {
         (
             "proxy".to_owned(),
             format!(
-                "{} connections, {} to a refusing backend, {} with no endpoint, {} reset mid-way",
-                proxy.connections, proxy.backend_refused, proxy.no_endpoint, proxy.backend_reset
+                "{} connections, {} to a refusing backend, {} with no endpoint, {} reset mid-way by a replica, {} by the client",
+                proxy.connections,
+                proxy.backend_refused,
+                proxy.no_endpoint,
+                proxy.backend_reset,
+                proxy.client_reset
             ),
         ),
     ];

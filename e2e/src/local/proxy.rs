@@ -3,6 +3,15 @@
 //! connection to it. No retry: a backend that refuses resets the client. An
 //! endpoint leaves the set only after a propagation lag, as a terminating
 //! pod's endpoint leaves every node's rules only once kube-proxy has seen it.
+//!
+//! A connection stays pinned for as long as it lives, also after its endpoint
+//! has left the set, as conntrack keeps established flows: a pooled HTTP/2
+//! connection, which lives for the whole run, moves to another replica only
+//! when its replica sends GOAWAY and closes it. Nothing here times out or
+//! counts on short connections; a connection that ends with a reset is
+//! counted on the side that reset it, so that a client dropping its
+//! long-lived connections at the end of the run is not taken for a replica
+//! breaking them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,6 +20,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -35,6 +46,7 @@ struct Stats {
     no_endpoint: AtomicU64,
     backend_refused: AtomicU64,
     backend_reset: AtomicU64,
+    client_reset: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -47,6 +59,8 @@ pub struct ProxyStats {
     pub backend_refused: u64,
     /// Connections whose backend reset them mid-way (passed on as a reset).
     pub backend_reset: u64,
+    /// Connections whose client reset them mid-way (passed on as a reset).
+    pub client_reset: u64,
 }
 
 impl ServiceProxy {
@@ -95,6 +109,7 @@ impl ServiceProxy {
             no_endpoint: s.no_endpoint.load(Ordering::Relaxed),
             backend_refused: s.backend_refused.load(Ordering::Relaxed),
             backend_reset: s.backend_reset.load(Ordering::Relaxed),
+            client_reset: s.client_reset.load(Ordering::Relaxed),
         }
     }
 }
@@ -153,19 +168,66 @@ async fn accept(listener: TcpListener, endpoints: Arc<Endpoints>, stats: Arc<Sta
     }
 }
 
-/// Copies both ways until both sides are done; a reset on either side
-/// becomes a reset on the other.
-async fn splice(mut client: TcpStream, mut backend: TcpStream, stats: &Stats) {
+/// One end of a spliced connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Backend,
+}
+
+/// Copies both ways until both sides are done, however long that takes; a
+/// reset on either side becomes a reset on the other, and is counted on the
+/// side it came from.
+async fn splice(client: TcpStream, backend: TcpStream, stats: &Stats) {
     let _ = client.set_nodelay(true);
     let _ = backend.set_nodelay(true);
-    if tokio::io::copy_bidirectional(&mut client, &mut backend)
-        .await
-        .is_err()
-    {
-        stats.backend_reset.fetch_add(1, Ordering::Relaxed);
-        reset(client);
-        reset(backend);
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut backend_read, mut backend_write) = backend.into_split();
+    let up = pipe(
+        &mut client_read,
+        Side::Client,
+        &mut backend_write,
+        Side::Backend,
+    );
+    let down = pipe(
+        &mut backend_read,
+        Side::Backend,
+        &mut client_write,
+        Side::Client,
+    );
+    if let Err(side) = tokio::try_join!(up, down) {
+        match side {
+            Side::Backend => &stats.backend_reset,
+            Side::Client => &stats.client_reset,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if let Ok(client) = client_read.reunite(client_write) {
+            reset(client);
+        }
+        if let Ok(backend) = backend_read.reunite(backend_write) {
+            reset(backend);
+        }
     }
+}
+
+/// Copies `from` to `to` until `from` ends, then ends `to`'s sending (FIN),
+/// as `tokio::io::copy_bidirectional` does each way; an error names the side
+/// whose socket failed.
+async fn pipe(
+    from: &mut OwnedReadHalf,
+    from_side: Side,
+    to: &mut OwnedWriteHalf,
+    to_side: Side,
+) -> Result<(), Side> {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await.map_err(|_| from_side)?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n]).await.map_err(|_| to_side)?;
+    }
+    to.shutdown().await.map_err(|_| to_side)
 }
 
 /// Closes with RST rather than FIN, as a refused or reset connection looks
@@ -178,7 +240,6 @@ fn reset(stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn echo_server() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -216,6 +277,56 @@ mod tests {
         conn.read_exact(&mut echoed).await.unwrap();
         assert_eq!(&echoed, b"pong");
         assert_eq!(proxy.stats().no_endpoint, 1);
+    }
+
+    /// A backend that reads `n` bytes and then resets its connection.
+    async fn resetting_server(n: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = vec![0; n];
+                let _ = s.read_exact(&mut buf).await;
+                reset(s);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn long_lived_connections_stay_pinned_and_resets_count_on_their_side() {
+        let proxy = ServiceProxy::start().await.unwrap();
+        proxy.add("a", echo_server().await);
+        // A long-lived connection, like a pooled HTTP/2 one: it keeps its
+        // replica after the endpoint left and others came.
+        let mut long = TcpStream::connect(proxy.addr).await.unwrap();
+        proxy.remove_after("a", Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        proxy.add("b", resetting_server(1).await);
+        let mut buf = [0; 4];
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            long.write_all(b"ping").await.unwrap();
+            long.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping");
+        }
+        // The client resets it: not the replica's doing.
+        long.write_all(b"pi").await.unwrap();
+        reset(long);
+        // A replica resets a connection: passed on to its client.
+        let mut broken = TcpStream::connect(proxy.addr).await.unwrap();
+        broken.write_all(b"x").await.unwrap();
+        assert!(
+            matches!(broken.read(&mut buf).await, Err(_) | Ok(0)),
+            "expected the connection to end"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stats = proxy.stats();
+        assert_eq!(
+            (stats.connections, stats.client_reset, stats.backend_reset),
+            (2, 1, 1),
+            "{stats:?}"
+        );
     }
 
     #[tokio::test]
