@@ -46,7 +46,7 @@ use crate::error::Error;
 use crate::mix::Plan;
 use crate::outcome::{self, Kind, Outcome, Phase, Response};
 use crate::sniff::{self, Frame, Sniffer};
-use crate::worker::Queue;
+use crate::worker::{self, Queue};
 
 /// Times in a row a request may find its connection going away before it
 /// was sent. Each time costs a new connection; a server that sends GOAWAY on
@@ -645,15 +645,7 @@ async fn lane(shared: Arc<Shared>, queue: Queue, slot: Arc<Slot>) {
     // once per `timeout`, however many requests the lane runs meanwhile.
     let mut timer = pin!(tokio::time::sleep(timeout));
     let mut aborted = pin!(shared.abort.cancelled());
-    loop {
-        let job = queue.lock().await.recv().await;
-        let Some(job) = job else { return };
-        if shared.abort.is_cancelled() {
-            shared.recorder.not_started();
-            continue;
-        }
-        let started = Instant::now();
-        shared.recorder.started(&job.plan, job.due, started);
+    while let Some((job, started)) = worker::next_job(&shared, &queue).await {
         let deadline = started + timeout;
         let mut track = Track::new();
         let end = {

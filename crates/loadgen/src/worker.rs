@@ -26,20 +26,27 @@ pub(crate) struct Job {
 /// The queue of jobs for the keep-alive workers (or the HTTP/2 lanes).
 pub(crate) type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
-/// Owns one pooled connection slot: takes jobs one at a time, reuses the
-/// connection until the server closes it or asks to, then opens a new one
-/// for the next job.
-pub(crate) async fn keepalive_worker(shared: Arc<Shared>, queue: Queue) {
-    let mut slot: Option<Conn> = None;
+/// The next job, started now; `None` once the queue is closed. A job that
+/// comes after the drain's abort is counted as never started.
+pub(crate) async fn next_job(shared: &Shared, queue: &Queue) -> Option<(Job, Instant)> {
     loop {
-        let job = queue.lock().await.recv().await;
-        let Some(job) = job else { return };
+        let job = queue.lock().await.recv().await?;
         if shared.abort.is_cancelled() {
             shared.recorder.not_started();
             continue;
         }
         let started = Instant::now();
         shared.recorder.started(&job.plan, job.due, started);
+        return Some((job, started));
+    }
+}
+
+/// Owns one pooled connection slot: takes jobs one at a time, reuses the
+/// connection until the server closes it or asks to, then opens a new one
+/// for the next job.
+pub(crate) async fn keepalive_worker(shared: Arc<Shared>, queue: Queue) {
+    let mut slot: Option<Conn> = None;
+    while let Some((job, started)) = next_job(&shared, &queue).await {
         let mut phase = Phase::Connecting;
         let mut reused = false;
         let attempt = keepalive_once(&shared, &mut slot, &job.plan, &mut reused, &mut phase);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use loadgen::{Config, Kind, MsRange, Report};
 use support::fake_h2::{Act, FakeH2, GoAwayAfter, INTERNAL_ERROR, REFUSED_STREAM};
-use support::{Behaviour, Seen, TestServer, refused_addr};
+use support::{Behaviour, Seen, TestServer, adds_up, refused_addr, run};
 
 /// HTTP/2 only, on one connection unless said otherwise.
 fn h2_config(target: String, requests: u64) -> Config {
@@ -22,31 +22,6 @@ fn h2_config(target: String, requests: u64) -> Config {
         slow_fraction: 0.0,
         ..Config::new(target)
     }
-}
-
-async fn run(config: Config) -> Report {
-    let report = tokio::time::timeout(
-        Duration::from_secs(20),
-        loadgen::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the run ends by itself")
-    .expect("the run starts");
-    adds_up(&report);
-    report
-}
-
-/// One outcome per request, overall and per mode.
-fn adds_up(r: &Report) {
-    assert_eq!(r.sent, r.outcomes.total(), "{:#?}", r.outcomes);
-    assert_eq!(r.scheduled, r.sent + r.not_started);
-    let modes = [&r.modes.keepalive, &r.modes.fresh, &r.modes.http2];
-    for m in modes {
-        assert_eq!(m.sent, m.outcomes.total(), "{m:#?}");
-    }
-    assert_eq!(modes.iter().map(|m| m.sent).sum::<u64>(), r.sent);
-    let failures: u64 = modes.iter().map(|m| m.outcomes.failures()).sum();
-    assert_eq!(failures, r.failures);
 }
 
 fn messages(r: &Report) -> Vec<&str> {

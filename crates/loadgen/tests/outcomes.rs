@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loadgen::{Config, Kind, MsRange, Report};
-use support::{Behaviour, Seen, TestServer, refused_addr};
+use support::{Behaviour, Seen, TestServer, refused_addr, run};
 
 /// A short bounded run; half the requests on fresh connections.
 fn config(target: String, requests: u64) -> Config {
@@ -19,23 +19,6 @@ fn config(target: String, requests: u64) -> Config {
         slow_fraction: 0.0,
         ..Config::new(target)
     }
-}
-
-async fn run(config: Config) -> Report {
-    let report = tokio::time::timeout(
-        Duration::from_secs(20),
-        loadgen::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the run ends by itself")
-    .expect("the run starts");
-    assert_eq!(
-        report.sent,
-        report.outcomes.total(),
-        "one outcome per request"
-    );
-    assert_eq!(report.scheduled, report.sent + report.not_started);
-    report
 }
 
 fn only_kind(report: &Report, kind: Kind) {

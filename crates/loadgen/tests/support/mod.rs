@@ -271,3 +271,30 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let body = resp.split_once("\r\n\r\n").unwrap().1.to_owned();
     (status, body)
 }
+
+/// Runs `config` (which must be bounded) within 20 s and checks that every
+/// request has one outcome, overall and per mode.
+pub async fn run(config: loadgen::Config) -> loadgen::Report {
+    let report = tokio::time::timeout(
+        Duration::from_secs(20),
+        loadgen::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the run ends by itself")
+    .expect("the run starts");
+    adds_up(&report);
+    report
+}
+
+/// One outcome per request, overall and per mode.
+pub fn adds_up(r: &loadgen::Report) {
+    assert_eq!(r.sent, r.outcomes.total(), "{:#?}", r.outcomes);
+    assert_eq!(r.scheduled, r.sent + r.not_started);
+    let modes = [&r.modes.keepalive, &r.modes.fresh, &r.modes.http2];
+    for m in modes {
+        assert_eq!(m.sent, m.outcomes.total(), "{m:#?}");
+    }
+    assert_eq!(modes.iter().map(|m| m.sent).sum::<u64>(), r.sent);
+    let failures: u64 = modes.iter().map(|m| m.outcomes.failures()).sum();
+    assert_eq!(failures, r.failures);
+}
