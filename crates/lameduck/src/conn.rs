@@ -51,7 +51,7 @@ pub(crate) async fn serve(
     cut: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
-    let state = Arc::new(ConnState::new(shared));
+    let state = Arc::new(ConnState::new(shared, cut.clone()));
     let _open = OpenConnection::new(&state.shared);
     let service = Tracked::new(service, Arc::clone(&state));
     let mut parked = false;
@@ -100,9 +100,26 @@ pub(crate) async fn serve(
                 stream = socket;
                 parked = true;
             }
+            _ if state.upgraded() => return upgraded(&state, &cut).await,
             _ => return,
         }
     }
+}
+
+/// Holds the connection (its permit, its place in the open connections and
+/// in the shutdown's wait) while the application owns the upgraded socket:
+/// until it drops the socket, or a forced shutdown cuts it off.
+async fn upgraded(state: &ConnState, cut: &CancellationToken) {
+    let metrics = &state.shared.metrics;
+    metrics.upgraded_connections.inc();
+    tokio::select! {
+        // Internal: the socket's drop stores a permit if it comes first (a
+        // client gone before the upgrade completed, say).
+        () = state.upgrade_closed.notified() => debug!("upgraded connection closed"),
+        // Counted by the shutdown, which reads the gauge before cutting.
+        () = cut.cancelled() => debug!("upgraded connection dropped by a forced shutdown"),
+    }
+    metrics.upgraded_connections.dec();
 }
 
 /// How [`drive`] ended.

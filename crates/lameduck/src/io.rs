@@ -3,7 +3,9 @@
 //! request whose bytes have started arriving is never mistaken for idleness,
 //! hands the socket back instead of shutting it down when the connection is
 //! being parked, and, on HTTP/2, holds the client's acknowledgement of the
-//! shutdown PING for `idle_grace` (see `frames`).
+//! shutdown PING for `idle_grace` (see `frames`). Once upgraded (a
+//! WebSocket, say), the socket belongs to the application; a forced shutdown
+//! fails its next read or write, and dropping it tells the connection task.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +15,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::frames::Frames;
 use crate::track::ConnState;
@@ -30,6 +33,9 @@ pub(crate) struct ActivityIo {
     conn: Arc<ConnState>,
     /// HTTP/2 only; boxed, so that HTTP/1 connections do not pay for it.
     h2: Option<Box<H2Read>>,
+    /// Upgraded connections only: completes when a forced shutdown cuts
+    /// the connections.
+    severed: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// The read side of an HTTP/2 connection.
@@ -58,6 +64,7 @@ impl ActivityIo {
             prefix_end: prefix.len(),
             conn,
             h2: None,
+            severed: None,
         }
     }
 
@@ -76,6 +83,31 @@ impl ActivityIo {
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
+
+    /// An upgraded socket, once a forced shutdown cut the connections: closed,
+    /// and every call fails from then on. Polled on every call, so that the
+    /// cut wakes an application task waiting on the socket.
+    fn poll_severed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.conn.upgraded() {
+            return Ok(());
+        }
+        let severed = self
+            .severed
+            .get_or_insert_with(|| Box::pin(self.conn.cut.clone().cancelled_owned()));
+        if severed.as_mut().poll(cx).is_ready() {
+            self.stream = None;
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ActivityIo {
+    fn drop(&mut self) {
+        if self.conn.upgraded() {
+            self.conn.upgrade_closed.notify_one();
+        }
+    }
 }
 
 impl AsyncRead for ActivityIo {
@@ -85,6 +117,7 @@ impl AsyncRead for ActivityIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.poll_severed(cx)?;
         if this.h2.is_some() {
             this.poll_read_h2(cx, buf)
         } else {
@@ -195,7 +228,9 @@ impl AsyncWrite for ActivityIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream()?.poll_write(cx, buf)
+        let this = self.get_mut();
+        this.poll_severed(cx)?;
+        this.stream()?.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -203,7 +238,9 @@ impl AsyncWrite for ActivityIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().stream()?.poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.poll_severed(cx)?;
+        this.stream()?.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -213,7 +250,9 @@ impl AsyncWrite for ActivityIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream()?.poll_flush(cx)
+        let this = self.get_mut();
+        this.poll_severed(cx)?;
+        this.stream()?.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -253,8 +292,10 @@ mod tests {
 
         let clock = Arc::new(ShutdownClock::default());
         let metrics = Metrics::new(prometheus::Registry::new(), Arc::clone(&clock)).unwrap();
-        let shared = Arc::new(Shared::new(crate::Config::default(), metrics, clock));
-        let mut io = ActivityIo::new(server, &prefix, Arc::new(ConnState::new(shared)));
+        let lifecycle = crate::shutdown::Lifecycle::new(clock);
+        let shared = Arc::new(Shared::new(crate::Config::default(), metrics, lifecycle));
+        let state = ConnState::new(shared, tokio_util::sync::CancellationToken::new());
+        let mut io = ActivityIo::new(server, &prefix, Arc::new(state));
         let mut buf = vec![0; 8192];
         let n = io.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], request);

@@ -44,6 +44,47 @@
 //! }
 //! ```
 //!
+//! ## Long-lived responses
+//!
+//! A Server-Sent Events stream or a streamed body is a request in flight
+//! until its body ends, and a WebSocket (any upgraded connection) is an open
+//! connection until the application drops it: both hold the shutdown, up to
+//! [`Config::shutdown_timeout`], after which they are cut off and counted.
+//! To end them cleanly instead, a handler asks the [`Drain`] that every
+//! request carries in its extensions (or [`Server::drain`]) when to stop:
+//! send a last event and end the body, or close a WebSocket with 1001 "going
+//! away". Its client then reconnects, to another replica.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use axum::response::sse::{Event, Sse};
+//! use axum::{Extension, Router, routing::get};
+//! use futures_util::stream::{self, Stream};
+//! use lameduck::Drain;
+//!
+//! /// A tick a second until the server drains, then `event: shutdown`.
+//! async fn ticks(
+//!     Extension(drain): Extension<Drain>,
+//! ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+//!     Sse::new(stream::unfold(Some(drain), |drain| async move {
+//!         let drain = drain?;
+//!         tokio::select! {
+//!             () = drain.stream_should_end() => {
+//!                 Some((Ok(Event::default().event("shutdown").data("bye")), None))
+//!             }
+//!             () = tokio::time::sleep(Duration::from_secs(1)) => {
+//!                 Some((Ok(Event::default().event("tick").data("tick")), Some(drain)))
+//!             }
+//!         }
+//!     }))
+//! }
+//!
+//! let app: Router = Router::new().route("/events", get(ticks));
+//! # let _ = lameduck::from_tower(app);
+//! ```
+//!
 //! The `cli` feature (on by default) adds what the `lameduck` binary needs:
 //! the command line, logging setup and the probe client. Turn it off to embed
 //! the server without clap.
@@ -53,6 +94,7 @@
 mod admin;
 mod config;
 mod conn;
+mod drain;
 mod error;
 mod frames;
 mod io;
@@ -73,6 +115,7 @@ pub mod probe;
 pub mod telemetry;
 
 pub use config::Config;
+pub use drain::Drain;
 pub use error::Error;
 pub use server::{AppService, Server};
 pub use shutdown::{Phase, ShutdownReport};

@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     series: Box<[OnceLock<Histogram>]>,
     pub(crate) shutdown_phase: IntGauge,
     pub(crate) aborted: IntCounter,
+    pub(crate) upgraded_connections: IntGauge,
+    pub(crate) aborted_upgraded: IntCounter,
 }
 
 impl Metrics {
@@ -82,6 +84,14 @@ impl Metrics {
                 "lameduck_shutdown_aborted_requests_total",
                 "Requests cut off by a forced shutdown.",
             )?,
+            upgraded_connections: IntGauge::new(
+                "lameduck_upgraded_connections",
+                "Open upgraded application connections (WebSocket and the like), also counted in http_server_open_connections.",
+            )?,
+            aborted_upgraded: IntCounter::new(
+                "lameduck_shutdown_aborted_upgraded_connections_total",
+                "Upgraded connections (WebSocket and the like) cut off by a forced shutdown.",
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -97,6 +107,8 @@ impl Metrics {
             clock,
         }))?;
         r.register(Box::new(metrics.aborted.clone()))?;
+        r.register(Box::new(metrics.upgraded_connections.clone()))?;
+        r.register(Box::new(metrics.aborted_upgraded.clone()))?;
         register_process_collector(r)?;
         Ok(metrics)
     }

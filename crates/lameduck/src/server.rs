@@ -23,7 +23,7 @@ use tracing::{debug, error, info};
 
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Lifecycle, ShutdownClock, ShutdownReport};
-use crate::{BoxError, Config, Error, admin, conn};
+use crate::{BoxError, Config, Drain, Error, admin, conn};
 
 /// Serves an application with lameduck's listeners, probes, metrics and
 /// shutdown sequence.
@@ -46,6 +46,7 @@ pub struct Server {
     config: Config,
     registry: Registry,
     force: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    lifecycle: Lifecycle,
 }
 
 impl fmt::Debug for Server {
@@ -64,7 +65,15 @@ impl Server {
             config,
             registry: Registry::new(),
             force: None,
+            lifecycle: Lifecycle::new(Arc::new(ShutdownClock::default())),
         }
+    }
+
+    /// A handle on this server's shutdown, for code that runs beside the
+    /// server (a background task, a stream that is not tied to a request).
+    /// Requests carry their own copy in their extensions.
+    pub fn drain(&self) -> Drain {
+        self.lifecycle.drain()
     }
 
     /// Uses `registry` for `/metrics`, so the application's own metrics are
@@ -101,9 +110,8 @@ impl Server {
         service: impl AppService,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, Error> {
-        let clock = Arc::new(ShutdownClock::default());
-        let metrics = Metrics::new(self.registry, Arc::clone(&clock))?;
-        let shared = Arc::new(Shared::new(self.config, metrics, clock));
+        let metrics = Metrics::new(self.registry, Arc::clone(&self.lifecycle.clock))?;
+        let shared = Arc::new(Shared::new(self.config, metrics, self.lifecycle));
         let connections = TaskTracker::new();
         let cut = CancellationToken::new();
         let admin_stop = CancellationToken::new();
@@ -155,11 +163,13 @@ pub(crate) struct Shared {
     /// Admin HTTP/1, with hyper's own header read timeout.
     pub(crate) admin_h1: http1::Builder,
     pub(crate) h2: http2::Builder<TokioExecutor>,
+    /// Handed to every request, in its extensions.
+    pub(crate) drain: Drain,
     epoch: Instant,
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, metrics: Metrics, clock: Arc<ShutdownClock>) -> Self {
+    pub(crate) fn new(config: Config, metrics: Metrics, lifecycle: Lifecycle) -> Self {
         let h1 = http1::Builder::new();
         let mut admin_h1 = http1::Builder::new();
         admin_h1
@@ -169,7 +179,8 @@ impl Shared {
         h2.timer(TokioTimer::new());
         Self {
             config,
-            lifecycle: Lifecycle::new(clock),
+            drain: lifecycle.drain(),
+            lifecycle,
             metrics,
             h1,
             admin_h1,

@@ -77,6 +77,9 @@ pub struct ShutdownReport {
     pub completed: u64,
     /// Requests in flight when a forced shutdown dropped their connections.
     pub aborted: u64,
+    /// Upgraded connections (WebSocket and the like) still open when a
+    /// forced shutdown dropped them.
+    pub aborted_upgraded: u64,
 }
 
 impl ShutdownReport {
@@ -130,6 +133,10 @@ impl Lifecycle {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
         self.changes.subscribe()
+    }
+
+    pub(crate) fn drain(&self) -> crate::Drain {
+        crate::Drain::new(self.subscribe())
     }
 
     fn enter(&self, shared: &Shared, phase: Phase) {
@@ -191,19 +198,22 @@ pub(crate) async fn run(
         }
     };
 
-    let aborted = if forced {
+    let (aborted, aborted_upgraded) = if forced {
         // Internal: read before cutting, since the dropped requests' guards
-        // decrement the gauge as they go.
-        let aborted = u64::try_from(shared.metrics.active_requests.get()).unwrap_or(0);
-        shared.metrics.aborted.inc_by(aborted);
+        // (and upgraded connections) decrement the gauges as they go.
+        let metrics = &shared.metrics;
+        let aborted = u64::try_from(metrics.active_requests.get()).unwrap_or(0);
+        let aborted_upgraded = u64::try_from(metrics.upgraded_connections.get()).unwrap_or(0);
+        metrics.aborted.inc_by(aborted);
+        metrics.aborted_upgraded.inc_by(aborted_upgraded);
         cut.cancel();
         connections.close();
         // Dropping a connection is immediate; the bound only guards against a
         // task that never yields.
         let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
-        aborted
+        (aborted, aborted_upgraded)
     } else {
-        0
+        (0, 0)
     };
 
     let duration = lifecycle.clock.elapsed();
@@ -218,6 +228,7 @@ pub(crate) async fn run(
             .requests_completed()
             .saturating_sub(completed_before),
         aborted,
+        aborted_upgraded,
     };
     let duration_ms = millis(duration);
     if forced {
@@ -226,6 +237,7 @@ pub(crate) async fn run(
             duration_ms,
             completed = report.completed,
             aborted,
+            aborted_upgraded,
             "shutdown forced: {aborted} requests aborted"
         );
     } else {
@@ -234,6 +246,7 @@ pub(crate) async fn run(
             duration_ms,
             completed = report.completed,
             aborted,
+            aborted_upgraded,
             "shutdown finished"
         );
     }

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::method_index;
 use crate::server::Shared;
@@ -45,13 +46,21 @@ pub(crate) struct ConnState {
     parked: Mutex<Option<TcpStream>>,
     /// HTTP/2: the connection was asked to go away (see `frames`).
     going_away: AtomicBool,
+    /// HTTP/1: a response switched protocols; the socket goes to the
+    /// application once hyper has written it (see `conn`).
+    upgraded: AtomicBool,
+    /// Notified when the socket is dropped after an upgrade.
+    pub(crate) upgrade_closed: Notify,
+    /// Dropping the connection, forced shutdown: an upgraded socket fails its
+    /// next read or write (see `io`).
+    pub(crate) cut: CancellationToken,
     /// Wakes the connection task, during shutdown, when a request starts or
     /// the last one finishes.
     pub(crate) requests_changed: Notify,
 }
 
 impl ConnState {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, cut: CancellationToken) -> Self {
         let now = shared.nanos_since_epoch(Instant::now());
         Self {
             shared,
@@ -62,6 +71,9 @@ impl ConnState {
             parking: AtomicBool::new(false),
             parked: Mutex::new(None),
             going_away: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            upgrade_closed: Notify::new(),
+            cut,
             requests_changed: Notify::new(),
         }
     }
@@ -130,6 +142,11 @@ impl ConnState {
         self.going_away.load(Ordering::Acquire)
     }
 
+    /// Whether a response switched the connection to another protocol.
+    pub(crate) fn upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+
     /// The parked socket, if hyper handed it back; ends the parking.
     pub(crate) fn take_parked(&self) -> Option<TcpStream> {
         self.parking.store(false, Ordering::Release);
@@ -179,8 +196,11 @@ where
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let guard = RequestGuard::start(&self.conn, &request);
+        request
+            .extensions_mut()
+            .insert(self.conn.shared.drain.clone());
         TrackedFuture {
             inner: self.inner.call(request),
             guard: Some(guard),
@@ -213,10 +233,14 @@ where
             .take()
             .expect("TrackedFuture polled after completion");
         guard.status = Some(response.status());
-        // Internal: the phase is read when the response is ready, not when the
-        // request arrived, so a request that straddles the signal still closes
-        // its connection.
-        if guard.http1 && guard.conn.shared.lifecycle.phase() >= Phase::Draining {
+        if guard.http1 && response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Internal: set before hyper writes the response, so before the
+            // application can read or write the upgraded socket.
+            guard.conn.upgraded.store(true, Ordering::Release);
+        } else if guard.http1 && guard.conn.shared.lifecycle.phase() >= Phase::Draining {
+            // Internal: the phase is read when the response is ready, not
+            // when the request arrived, so a request that straddles the
+            // signal still closes its connection.
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use axum::{Router, routing::get};
+use axum::{Extension, Router, routing::get};
 use common::{Conn, Metrics, PATIENCE};
-use lameduck::{Config, Phase, Server, ShutdownReport, from_tower};
+use futures_util::{SinkExt, StreamExt};
+use lameduck::{AppService, Config, Drain, Phase, Server, ShutdownReport, from_tower};
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,6 +21,13 @@ fn router() -> Router {
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 "slow\n"
+            }),
+        )
+        .route(
+            "/until-drained",
+            get(|Extension(drain): Extension<Drain>| async move {
+                drain.draining().await;
+                "drained\n"
             }),
         )
         .route(
@@ -39,6 +47,10 @@ struct Running {
 }
 
 async fn start(server: Server) -> Running {
+    start_serving(server, from_tower(router())).await
+}
+
+async fn start_serving(server: Server, service: impl AppService) -> Running {
     let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = app_listener.local_addr().unwrap();
@@ -47,7 +59,7 @@ async fn start(server: Server) -> Running {
     let served = tokio::spawn(server.with_registry(registry.clone()).serve(
         app_listener,
         admin,
-        from_tower(router()),
+        service,
         async {
             let _ = stopped.await;
         },
@@ -254,4 +266,83 @@ async fn extreme_settings_neither_panic_nor_block() {
         .unwrap()
         .unwrap();
     assert_eq!(report.outcome, Phase::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_and_background_tasks_see_the_drain() {
+    let server = Server::new(Config::default());
+    let drain = server.drain();
+    assert!(!drain.is_draining());
+    let background = tokio::spawn(async move {
+        drain.closing().await;
+        drain.phase()
+    });
+    let running = start(server).await;
+    let addr = running.app;
+    let client =
+        tokio::task::spawn_blocking(move || Conn::connect(addr).unwrap().get("/until-drained"));
+    wait_active(&running.registry, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!client.is_finished() && !background.is_finished());
+
+    running.stop.send(()).unwrap();
+    let response = client.await.unwrap().unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"drained\n"[..])
+    );
+    assert!(response.says_close());
+    let phase = tokio::time::timeout(PATIENCE, background)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(phase >= Phase::Closing, "{phase}");
+    let report = running.served.await.unwrap().unwrap();
+    assert_eq!((report.outcome, report.completed), (Phase::Done, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_shutdown_drops_upgraded_connections_and_counts_them() {
+    let mut config = Config::default();
+    config.shutdown_timeout = Duration::from_millis(300);
+    let running = start_serving(Server::new(config), lameduck::demo::Demo::new("a")).await;
+    let stream = tokio::net::TcpStream::connect(running.app).await.unwrap();
+    let url = format!("ws://{}/ws", running.app);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    ws.send("hello".into()).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), "hello".into());
+    assert_eq!(
+        metrics(&running.registry).get("lameduck_upgraded_connections"),
+        1.0
+    );
+
+    // The client never answers the close frame.
+    running.stop.send(()).unwrap();
+    let report = running.served.await.unwrap().unwrap();
+    assert_eq!(
+        (report.outcome, report.aborted, report.aborted_upgraded),
+        (Phase::Forced, 0, 1)
+    );
+    let after = metrics(&running.registry);
+    assert_eq!(
+        after.get("lameduck_shutdown_aborted_upgraded_connections_total"),
+        1.0
+    );
+    assert_eq!(after.get("lameduck_upgraded_connections"), 0.0);
+    assert_eq!(after.get("http_server_open_connections"), 0.0);
+
+    // The close frame is waiting in the socket, unanswered (the client reads
+    // raw bytes, so tungstenite does not reply); then the socket is closed,
+    // although the runtime, and the task that owned it, live on.
+    let raw = tokio::time::timeout(PATIENCE, async {
+        use tokio::io::AsyncReadExt;
+        let mut raw = Vec::new();
+        let _ = ws.get_mut().read_to_end(&mut raw).await;
+        raw
+    })
+    .await
+    .expect("the upgraded connection was not dropped");
+    // A close frame: FIN + opcode 8, then 1001 after the length byte.
+    assert_eq!(raw[0], 0x88, "{raw:?}");
+    assert_eq!(&raw[2..4], &1001_u16.to_be_bytes());
 }

@@ -136,6 +136,11 @@ impl Lameduck {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     pub fn exit_code(&mut self) -> i32 {
         self.wait_exit().0.code().expect("exited by a signal")
     }

@@ -1,0 +1,298 @@
+//! The binary's demo application: `GET /` names the replica, `GET /work?ms=N`
+//! stands in for a slow request, `GET /events` is a Server-Sent Events stream
+//! and `GET /ws` a WebSocket echo; both streams end cleanly when the server
+//! drains (see [`Drain`](crate::Drain)). It is an ordinary hyper service,
+//! served the same way as any other.
+
+mod events;
+mod ws;
+
+pub use events::{MAX_INTERVAL, MIN_INTERVAL};
+pub use ws::MAX_MESSAGE;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+/// Longest `/work` request, in milliseconds.
+pub const MAX_WORK_MS: u64 = 60_000;
+
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// The demo routes, answering as the replica `name`.
+#[derive(Clone, Debug)]
+pub struct Demo {
+    name: Bytes,
+}
+
+impl Demo {
+    /// Answers `GET /` with `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: Bytes::from(name.into()),
+        }
+    }
+
+    /// Named after the `POD_NAME` environment variable, else the host name.
+    pub fn from_env() -> Self {
+        Self::new(replica_name())
+    }
+
+    /// The name `GET /` answers with.
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+}
+
+/// `POD_NAME`, else the kernel's host name, else `unknown`.
+pub fn replica_name() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl<B> hyper::service::Service<Request<B>> for Demo {
+    type Response = Response<DemoBody>;
+    type Error = Infallible;
+    type Future = DemoFuture;
+
+    fn call(&self, mut request: Request<B>) -> Self::Future {
+        let allow = match request.uri().path() {
+            "/" | "/work" => "GET, HEAD",
+            "/events" | "/ws" => "GET",
+            _ => return DemoFuture::ready(text(StatusCode::NOT_FOUND, "not found\n")),
+        };
+        let method = request.method();
+        if method != Method::GET && (method != Method::HEAD || allow == "GET") {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            return DemoFuture::ready(response);
+        }
+        let drain = request.extensions().get::<crate::Drain>().cloned();
+        let query = request.uri().query();
+        match request.uri().path() {
+            "/" => return DemoFuture::ready(text(StatusCode::OK, self.name.clone())),
+            "/events" => {
+                let response = match events::interval(query_param(query, "interval")) {
+                    Ok(every) => events::response(self.name.clone(), every, drain),
+                    Err(reason) => text(StatusCode::BAD_REQUEST, reason),
+                };
+                return DemoFuture::ready(response);
+            }
+            "/ws" => return DemoFuture::ready(ws::accept(&mut request, drain)),
+            _ => {}
+        }
+        match work_millis(query) {
+            Ok(ms) => {
+                let body = format!(
+                    "worked {ms} ms on {}\n",
+                    String::from_utf8_lossy(&self.name)
+                );
+                DemoFuture {
+                    sleep: Some(tokio::time::sleep(Duration::from_millis(ms))),
+                    response: Some(text(StatusCode::OK, body)),
+                }
+            }
+            Err(reason) => DemoFuture::ready(text(StatusCode::BAD_REQUEST, reason)),
+        }
+    }
+}
+
+/// The first value of the query parameter `name` (empty for `name` alone).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+/// The `ms` query parameter of `/work`: absent means 0.
+fn work_millis(query: Option<&str>) -> Result<u64, &'static str> {
+    let Some(value) = query_param(query, "ms") else {
+        return Ok(0);
+    };
+    let ms: u64 = value
+        .parse()
+        .map_err(|_| "ms must be a whole number of milliseconds\n")?;
+    if ms > MAX_WORK_MS {
+        return Err("ms must be at most 60000\n");
+    }
+    Ok(ms)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<DemoBody> {
+    let mut response = Response::new(DemoBody::full(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, TEXT);
+    response
+}
+
+pin_project! {
+    /// The demo's response future: ready at once, or after `/work`'s sleep.
+    #[derive(Debug)]
+    pub struct DemoFuture {
+        #[pin]
+        sleep: Option<Sleep>,
+        response: Option<Response<DemoBody>>,
+    }
+}
+
+impl DemoFuture {
+    fn ready(response: Response<DemoBody>) -> Self {
+        Self {
+            sleep: None,
+            response: Some(response),
+        }
+    }
+}
+
+impl Future for DemoFuture {
+    type Output = Result<Response<DemoBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            std::task::ready!(sleep.poll(cx));
+        }
+        let response = this
+            .response
+            .take()
+            .expect("DemoFuture polled after completion");
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The demo's response body: a whole one, or `/events`' stream.
+#[derive(Debug)]
+pub struct DemoBody(BodyKind);
+
+#[derive(Debug)]
+enum BodyKind {
+    Full(Full<Bytes>),
+    Events(Box<events::EventStream>),
+}
+
+impl DemoBody {
+    fn full(bytes: Bytes) -> Self {
+        Self(BodyKind::Full(Full::new(bytes)))
+    }
+
+    fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    fn events(stream: events::EventStream) -> Self {
+        Self(BodyKind::Events(Box::new(stream)))
+    }
+}
+
+impl Body for DemoBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            BodyKind::Full(full) => Pin::new(full).poll_frame(cx),
+            BodyKind::Events(events) => Pin::new(events.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyKind::Full(full) => full.is_end_stream(),
+            BodyKind::Events(events) => events.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyKind::Full(full) => full.size_hint(),
+            BodyKind::Events(events) => events.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_millis_accepts_the_documented_range() {
+        assert_eq!(work_millis(None), Ok(0));
+        assert_eq!(work_millis(Some("ms=0")), Ok(0));
+        assert_eq!(work_millis(Some("x=1&ms=250")), Ok(250));
+        assert_eq!(work_millis(Some("ms=60000")), Ok(60_000));
+        assert!(work_millis(Some("ms=60001")).is_err());
+        assert!(work_millis(Some("ms=abc")).is_err());
+        assert!(work_millis(Some("ms=-1")).is_err());
+        assert!(work_millis(Some("ms=")).is_err());
+        assert!(work_millis(Some("ms")).is_err());
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        use hyper::service::Service;
+        let demo = Demo::new("replica-a");
+        let get = |uri: &str| Request::get(uri).body(()).unwrap();
+        let status = |r: Response<DemoBody>| r.status();
+
+        assert_eq!(status(demo.call(get("/")).await.unwrap()), StatusCode::OK);
+        assert_eq!(
+            status(demo.call(get("/work?ms=1")).await.unwrap()),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(demo.call(get("/work?ms=abc")).await.unwrap()),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(demo.call(get("/nope")).await.unwrap()),
+            StatusCode::NOT_FOUND
+        );
+        let events = demo.call(get("/events?interval=50ms")).await.unwrap();
+        assert_eq!(events.status(), StatusCode::OK);
+        assert_eq!(events.headers()[CONTENT_TYPE], "text/event-stream");
+        assert_eq!(
+            status(demo.call(get("/events?interval=5ms")).await.unwrap()),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(demo.call(get("/ws")).await.unwrap()),
+            StatusCode::BAD_REQUEST
+        );
+        for (method, path, allow) in [
+            (Method::POST, "/", "GET, HEAD"),
+            (Method::HEAD, "/events", "GET"),
+            (Method::PUT, "/ws", "GET"),
+        ] {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap();
+            let response = demo.call(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            assert_eq!(response.headers()[ALLOW], allow, "{path}");
+        }
+    }
+}
