@@ -24,8 +24,8 @@ run *ARGS:
 setup:
     scripts/setup-debian prometheus
 
-# Run every check CI runs: formatting, lints, chart checks, unit, integration and doc tests, the local rollout suite, the rollout suite on a real cluster.
-test: setup fmt-check lint chart-test
+# Run every check CI runs: formatting, lints, API docs, chart checks, unit, integration and doc tests, the local rollout suite, the rollout suite on a real cluster.
+test: setup fmt-check lint doc chart-test
     python3 -m unittest discover --start-directory scripts/cluster
     cargo test --workspace --all-targets --locked
     cargo test --workspace --doc --locked
@@ -36,6 +36,10 @@ test: setup fmt-check lint chart-test
 # Format the Rust code.
 fmt:
     cargo fmt --all
+
+# Build the API docs of every crate; warnings are errors.
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 # Check formatting without changing files.
 fmt-check:
