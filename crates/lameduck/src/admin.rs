@@ -16,14 +16,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::server::{Shared, accept_one};
-use crate::shutdown::Phase;
+use crate::accept::accept_one;
+use crate::context::ServerContext;
+use crate::lifecycle::Phase;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves the admin routes until `stop`; then drops its connections.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<ServerContext>,
+    stop: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -58,7 +63,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
     connections.wait().await;
 }
 
-fn respond(shared: &Shared, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(shared: &ServerContext, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response

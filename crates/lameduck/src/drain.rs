@@ -6,7 +6,7 @@
 
 use tokio::sync::watch;
 
-use crate::shutdown::Phase;
+use crate::lifecycle::Phase;
 
 /// The server's shutdown, as a handler sees it. Every request carries one in
 /// its extensions (from axum: `Extension<lameduck::Drain>`), and

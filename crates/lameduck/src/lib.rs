@@ -91,18 +91,19 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod admin;
 mod config;
 mod conn;
+mod context;
 mod drain;
 mod error;
-mod frames;
-mod io;
+mod lifecycle;
 mod metrics;
 mod quiet;
 mod server;
+mod service;
 mod shutdown;
-mod track;
 
 pub mod demo;
 pub mod signals;
@@ -117,11 +118,10 @@ pub mod telemetry;
 pub use config::Config;
 pub use drain::Drain;
 pub use error::Error;
-pub use server::{AppService, Server};
-pub use shutdown::{Phase, ShutdownReport};
-
-/// The error type services may return, as hyper accepts it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use lifecycle::Phase;
+pub use server::Server;
+pub use service::{AppService, BoxError};
+pub use shutdown::ShutdownReport;
 
 /// Adapts a tower service, such as an axum `Router`, for [`Server::serve`].
 pub fn from_tower<S>(service: S) -> hyper_util::service::TowerToHyperService<S> {

@@ -12,7 +12,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::shutdown::ShutdownClock;
+use crate::lifecycle::Lifecycle;
 
 /// Method label values; anything else is `_OTHER`, so a client cannot grow
 /// the number of series by inventing methods.
@@ -46,7 +46,6 @@ pub(crate) struct Metrics {
     // Internal: one slot per (method, status), filled on first use; afterwards a
     // lookup is a single atomic load instead of the vec's lock and label hashing.
     series: Box<[OnceLock<Histogram>]>,
-    pub(crate) shutdown_phase: IntGauge,
     pub(crate) aborted: IntCounter,
     pub(crate) upgraded_connections: IntGauge,
     pub(crate) aborted_upgraded: IntCounter,
@@ -54,8 +53,9 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// Creates the metrics and registers them, with the process collector, in
-    /// `registry`; the shutdown duration is read from `clock` at each gathering.
-    pub(crate) fn new(registry: Registry, clock: Arc<ShutdownClock>) -> prometheus::Result<Self> {
+    /// `registry`; the shutdown phase and duration are read from `lifecycle`
+    /// at each gathering.
+    pub(crate) fn new(registry: Registry, lifecycle: Arc<Lifecycle>) -> prometheus::Result<Self> {
         let metrics = Self {
             active_requests: IntGauge::new(
                 "http_server_active_requests",
@@ -76,10 +76,6 @@ impl Metrics {
             series: (0..METHODS.len() * CODES)
                 .map(|_| OnceLock::new())
                 .collect(),
-            shutdown_phase: IntGauge::new(
-                "lameduck_shutdown_phase",
-                "Shutdown phase: 0 serving, 1 draining, 2 closing, 3 done, 4 forced.",
-            )?,
             aborted: IntCounter::new(
                 "lameduck_shutdown_aborted_requests_total",
                 "Requests cut off by a forced shutdown.",
@@ -98,13 +94,16 @@ impl Metrics {
         r.register(Box::new(metrics.active_requests.clone()))?;
         r.register(Box::new(metrics.open_connections.clone()))?;
         r.register(Box::new(metrics.durations.clone()))?;
-        r.register(Box::new(metrics.shutdown_phase.clone()))?;
-        r.register(Box::new(ShutdownDuration {
-            gauge: Gauge::new(
+        r.register(Box::new(ShutdownState {
+            phase: IntGauge::new(
+                "lameduck_shutdown_phase",
+                "Shutdown phase: 0 serving, 1 draining, 2 closing, 3 done, 4 forced.",
+            )?,
+            duration: Gauge::new(
                 "lameduck_shutdown_duration_seconds",
                 "Seconds since the shutdown signal; frozen when shutdown ends, 0 before.",
             )?,
-            clock,
+            lifecycle,
         }))?;
         r.register(Box::new(metrics.aborted.clone()))?;
         r.register(Box::new(metrics.upgraded_connections.clone()))?;
@@ -146,22 +145,30 @@ impl Metrics {
     }
 }
 
-/// `lameduck_shutdown_duration_seconds`, computed whenever it is gathered so
-/// that it grows live for every scraper of the registry.
+/// `lameduck_shutdown_phase` and `lameduck_shutdown_duration_seconds`, read
+/// from the lifecycle whenever they are gathered, so that the duration grows
+/// live for every scraper of the registry.
 #[derive(Debug)]
-struct ShutdownDuration {
-    gauge: Gauge,
-    clock: Arc<ShutdownClock>,
+struct ShutdownState {
+    phase: IntGauge,
+    duration: Gauge,
+    lifecycle: Arc<Lifecycle>,
 }
 
-impl Collector for ShutdownDuration {
+impl Collector for ShutdownState {
     fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
+        let mut descs = self.phase.desc();
+        descs.extend(self.duration.desc());
+        descs
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.gauge.set(self.clock.elapsed().as_secs_f64());
-        self.gauge.collect()
+        self.phase.set(self.lifecycle.phase() as i64);
+        self.duration
+            .set(self.lifecycle.clock().elapsed().as_secs_f64());
+        let mut families = self.phase.collect();
+        families.extend(self.duration.collect());
+        families
     }
 }
 

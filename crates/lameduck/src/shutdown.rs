@@ -8,62 +8,14 @@
 //! ```
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::server::Shared;
-
-/// Where a server is in its shutdown. Phases only move forward, in this order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Phase {
-    /// Normal operation.
-    Serving = 0,
-    /// The lame-duck window: still accepting and serving, `/readyz` fails,
-    /// HTTP/1.1 responses close their connection, HTTP/2 connections got GOAWAY.
-    Draining = 1,
-    /// The listener is closed; in-flight requests finish, idle connections close.
-    Closing = 2,
-    /// Every connection closed in time.
-    Done = 3,
-    /// The shutdown timeout expired or a second signal came; connections were dropped.
-    Forced = 4,
-}
-
-impl Phase {
-    /// The phase's name, as logged.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Serving => "serving",
-            Phase::Draining => "draining",
-            Phase::Closing => "closing",
-            Phase::Done => "done",
-            Phase::Forced => "forced",
-        }
-    }
-
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => Phase::Serving,
-            1 => Phase::Draining,
-            2 => Phase::Closing,
-            3 => Phase::Done,
-            _ => Phase::Forced,
-        }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::context::ServerContext;
+use crate::lifecycle::{Phase, millis};
 
 /// What a shutdown came to, returned by [`Server::serve`](crate::Server::serve).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,75 +41,13 @@ impl ShutdownReport {
     }
 }
 
-/// Time since the shutdown signal: 0 before it, growing during the
-/// shutdown, frozen once it ended. Shared with the metrics, which read it
-/// whenever they are gathered.
-#[derive(Debug, Default)]
-pub(crate) struct ShutdownClock {
-    signalled_at: OnceLock<Instant>,
-    final_duration: OnceLock<Duration>,
-}
-
-impl ShutdownClock {
-    pub(crate) fn elapsed(&self) -> Duration {
-        match (self.final_duration.get(), self.signalled_at.get()) {
-            (Some(frozen), _) => *frozen,
-            (None, Some(at)) => at.elapsed(),
-            (None, None) => Duration::ZERO,
-        }
-    }
-}
-
-/// The current phase and the shutdown clock, shared by every task of a server.
-#[derive(Debug)]
-pub(crate) struct Lifecycle {
-    // Internal: the atomic is what the request path reads (one load); the
-    // watch channel wakes the tasks that wait for a change.
-    phase: AtomicU8,
-    changes: watch::Sender<Phase>,
-    pub(crate) clock: Arc<ShutdownClock>,
-}
-
-impl Lifecycle {
-    pub(crate) fn new(clock: Arc<ShutdownClock>) -> Self {
-        Self {
-            phase: AtomicU8::new(Phase::Serving as u8),
-            changes: watch::Sender::new(Phase::Serving),
-            clock,
-        }
-    }
-
-    pub(crate) fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.changes.subscribe()
-    }
-
-    pub(crate) fn drain(&self) -> crate::Drain {
-        crate::Drain::new(self.subscribe())
-    }
-
-    fn enter(&self, shared: &Shared, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Release);
-        shared.metrics.shutdown_phase.set(phase as i64);
-        self.changes.send_replace(phase);
-        info!(
-            phase = phase.as_str(),
-            elapsed_ms = millis(self.clock.elapsed()),
-            "shutdown phase changed"
-        );
-    }
-}
-
 /// Drives one shutdown from the signal to its end.
 ///
 /// `close_listener` stops accepting and completes once the application
 /// listener is closed; `connections` tracks every application connection;
 /// `cut` drops them when the shutdown is forced.
 pub(crate) async fn run(
-    shared: &Shared,
+    shared: &ServerContext,
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
     close_listener: impl Future<Output = ()>,
@@ -173,9 +63,9 @@ pub(crate) async fn run(
         () = shutdown => false,
         () = &mut force => true,
     };
-    let _ = lifecycle.clock.signalled_at.set(Instant::now());
+    lifecycle.clock().start();
     let completed_before = shared.metrics.requests_completed();
-    lifecycle.enter(shared, Phase::Draining);
+    lifecycle.enter(Phase::Draining);
 
     // Internal: a zero delay skips the timer, whose resolution is a millisecond.
     let forced = forced_at_once
@@ -188,7 +78,7 @@ pub(crate) async fn run(
     // the phase change (a log line, a scrape) sees refused connections.
     close_listener.await;
     let forced = forced || {
-        lifecycle.enter(shared, Phase::Closing);
+        lifecycle.enter(Phase::Closing);
         connections.close();
         tokio::select! {
             biased;
@@ -216,10 +106,10 @@ pub(crate) async fn run(
         (0, 0)
     };
 
-    let duration = lifecycle.clock.elapsed();
-    let _ = lifecycle.clock.final_duration.set(duration);
+    let duration = lifecycle.clock().elapsed();
+    lifecycle.clock().freeze(duration);
     let outcome = if forced { Phase::Forced } else { Phase::Done };
-    lifecycle.enter(shared, outcome);
+    lifecycle.enter(outcome);
     let report = ShutdownReport {
         outcome,
         duration,
@@ -251,43 +141,4 @@ pub(crate) async fn run(
         );
     }
     report
-}
-
-/// Milliseconds with microsecond precision, for log fields.
-fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1e6).round() / 1e3
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phases_are_ordered_and_round_trip() {
-        let all = [
-            Phase::Serving,
-            Phase::Draining,
-            Phase::Closing,
-            Phase::Done,
-            Phase::Forced,
-        ];
-        for pair in all.windows(2) {
-            assert!(pair[0] < pair[1]);
-        }
-        for phase in all {
-            assert_eq!(Phase::from_u8(phase as u8), phase);
-        }
-    }
-
-    #[test]
-    fn elapsed_is_zero_before_the_signal_and_frozen_after() {
-        let clock = ShutdownClock::default();
-        assert_eq!(clock.elapsed(), Duration::ZERO);
-        clock.signalled_at.set(Instant::now()).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(clock.elapsed() >= Duration::from_millis(5));
-        clock.final_duration.set(Duration::from_millis(7)).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(clock.elapsed(), Duration::from_millis(7));
-    }
 }

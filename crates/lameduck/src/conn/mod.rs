@@ -17,6 +17,11 @@
 //!   nothing but the socket, as it did for the first; the shutdown treats it
 //!   as any idle connection.
 
+mod frames;
+mod io;
+mod state;
+mod track;
+
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -29,11 +34,13 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::io::{ActivityIo, PREFIX_CAPACITY};
+use self::io::{ActivityIo, PREFIX_CAPACITY};
+use self::state::ConnState;
+use self::track::Tracked;
+use crate::context::ServerContext;
+use crate::lifecycle::Phase;
 use crate::quiet::Quiet;
-use crate::server::{AppService, Shared};
-use crate::shutdown::Phase;
-use crate::track::{ConnState, Tracked};
+use crate::service::AppService;
 
 const H2_PREFACE: &[u8; PREFIX_CAPACITY] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -47,7 +54,7 @@ enum Protocol {
 pub(crate) async fn serve(
     mut stream: TcpStream,
     service: impl AppService,
-    shared: Arc<Shared>,
+    shared: Arc<ServerContext>,
     cut: CancellationToken,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -343,10 +350,10 @@ async fn idle_while_closing(phase: &mut watch::Receiver<Phase>, state: &ConnStat
 }
 
 /// Counts the connection in `http_server_open_connections` while it lives.
-struct OpenConnection<'a>(&'a Shared);
+struct OpenConnection<'a>(&'a ServerContext);
 
 impl<'a> OpenConnection<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a ServerContext) -> Self {
         shared.metrics.open_connections.inc();
         Self(shared)
     }

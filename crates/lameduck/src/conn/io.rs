@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::frames::Frames;
-use crate::track::ConnState;
+use super::frames::Frames;
+use super::state::ConnState;
 
 /// Length of the HTTP/2 connection preface, the most read before serving.
 pub(crate) const PREFIX_CAPACITY: usize = 24;
@@ -272,9 +272,8 @@ impl AsyncWrite for ActivityIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::ServerContext;
     use crate::metrics::Metrics;
-    use crate::server::Shared;
-    use crate::shutdown::ShutdownClock;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -290,10 +289,13 @@ mod tests {
         let mut prefix = [0; PREFIX_CAPACITY];
         server.read_exact(&mut prefix).await.unwrap();
 
-        let clock = Arc::new(ShutdownClock::default());
-        let metrics = Metrics::new(prometheus::Registry::new(), Arc::clone(&clock)).unwrap();
-        let lifecycle = crate::shutdown::Lifecycle::new(clock);
-        let shared = Arc::new(Shared::new(crate::Config::default(), metrics, lifecycle));
+        let lifecycle = Arc::default();
+        let metrics = Metrics::new(prometheus::Registry::new(), Arc::clone(&lifecycle)).unwrap();
+        let shared = Arc::new(ServerContext::new(
+            crate::Config::default(),
+            metrics,
+            lifecycle,
+        ));
         let state = ConnState::new(shared, tokio_util::sync::CancellationToken::new());
         let mut io = ActivityIo::new(server, &prefix, Arc::new(state));
         let mut buf = vec![0; 8192];
