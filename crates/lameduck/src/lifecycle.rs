@@ -5,9 +5,11 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+// Internal: tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 use tracing::info;
 
 /// Where a server is in its shutdown. Phases only move forward, in this order.

@@ -142,3 +142,206 @@ pub(crate) async fn run(
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus::Registry;
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::lifecycle::Lifecycle;
+    use crate::metrics::Metrics;
+
+    fn context(drain_delay: u64, shutdown_timeout: u64) -> Arc<ServerContext> {
+        let config = Config {
+            drain_delay: Duration::from_secs(drain_delay),
+            shutdown_timeout: Duration::from_secs(shutdown_timeout),
+            ..Config::default()
+        };
+        let lifecycle = Arc::<Lifecycle>::default();
+        let metrics = Metrics::new(Registry::new(), Arc::clone(&lifecycle)).unwrap();
+        Arc::new(ServerContext::new(config, metrics, lifecycle))
+    }
+
+    /// Every phase the lifecycle enters, with the seconds since `start`.
+    fn record_phases(
+        context: &ServerContext,
+        start: Instant,
+    ) -> tokio::task::JoinHandle<Vec<(Phase, u64)>> {
+        let mut phases = context.lifecycle.subscribe();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while phases.changed().await.is_ok() {
+                let phase = *phases.borrow_and_update();
+                seen.push((phase, start.elapsed().as_secs()));
+                if phase >= Phase::Done {
+                    break;
+                }
+            }
+            seen
+        })
+    }
+
+    /// A connection that holds `requests` in flight for `busy` seconds, or
+    /// until the shutdown cuts it.
+    fn connection(
+        context: &Arc<ServerContext>,
+        tracker: &TaskTracker,
+        cut: &CancellationToken,
+        requests: i64,
+        busy: u64,
+    ) {
+        let (context, cut) = (Arc::clone(context), cut.clone());
+        context.metrics.active_requests.add(requests);
+        tracker.spawn(async move {
+            tokio::select! {
+                () = sleep(Duration::from_secs(busy)) => {}
+                () = cut.cancelled() => {}
+            }
+            context.metrics.active_requests.sub(requests);
+        });
+    }
+
+    struct Run {
+        report: ShutdownReport,
+        phases: Vec<(Phase, u64)>,
+        /// Seconds from the start to the listener's closing, and the phase then.
+        listener_closed: (u64, Phase),
+        cut: bool,
+    }
+
+    /// Runs a shutdown signalled at `signal_at` and forced at `force_at`
+    /// (seconds; `None`: never), over connections busy for `busy` seconds.
+    async fn run_shutdown(
+        context: Arc<ServerContext>,
+        busy: &[(i64, u64)],
+        signal_at: Option<u64>,
+        force_at: Option<u64>,
+    ) -> Run {
+        let start = Instant::now();
+        let (tracker, cut) = (TaskTracker::new(), CancellationToken::new());
+        for &(requests, seconds) in busy {
+            connection(&context, &tracker, &cut, requests, seconds);
+        }
+        let recorder = record_phases(&context, start);
+        let at = |seconds: Option<u64>| async move {
+            match seconds {
+                Some(s) => sleep(Duration::from_secs(s)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let listener_closed = std::sync::Mutex::new(None);
+        // Internal: yields, as closing the real listener does (it joins the
+        // accept task), so that the recorder sees Draining before Closing;
+        // a watch shows only the last of the phases entered in one poll.
+        let close_listener = async {
+            tokio::task::yield_now().await;
+            *listener_closed.lock().unwrap() =
+                Some((start.elapsed().as_secs(), context.lifecycle.phase()));
+        };
+        let report = run(
+            &context,
+            at(signal_at),
+            at(force_at),
+            close_listener,
+            &tracker,
+            &cut,
+        )
+        .await;
+        let listener_closed = listener_closed
+            .lock()
+            .unwrap()
+            .expect("the listener was never closed");
+        Run {
+            report,
+            phases: recorder.await.unwrap(),
+            listener_closed,
+            cut: cut.is_cancelled(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_delay_then_closing_then_done() {
+        let context = context(5, 20);
+        let run = run_shutdown(Arc::clone(&context), &[(1, 13), (0, 9)], Some(1), None).await;
+        assert_eq!(
+            run.phases,
+            [(Phase::Draining, 1), (Phase::Closing, 6), (Phase::Done, 13)]
+        );
+        assert_eq!(run.listener_closed, (6, Phase::Draining));
+        assert_eq!(run.report.outcome, Phase::Done);
+        assert_eq!(run.report.duration, Duration::from_secs(12));
+        assert_eq!((run.report.aborted, run.report.aborted_upgraded), (0, 0));
+        assert!(!run.cut);
+        // The clock is frozen from now on.
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(context.lifecycle.clock().elapsed(), Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_forces_and_counts_what_it_cuts() {
+        let context = context(0, 3);
+        context.metrics.upgraded_connections.inc();
+        let run = run_shutdown(Arc::clone(&context), &[(2, 60), (1, 60)], Some(0), None).await;
+        assert_eq!(
+            run.phases,
+            [
+                (Phase::Draining, 0),
+                (Phase::Closing, 0),
+                (Phase::Forced, 3)
+            ]
+        );
+        assert_eq!(run.report.outcome, Phase::Forced);
+        assert_eq!(run.report.duration, Duration::from_secs(3));
+        assert_eq!((run.report.aborted, run.report.aborted_upgraded), (3, 1));
+        assert!(run.cut);
+        assert_eq!(context.metrics.aborted.get(), 3);
+        assert_eq!(context.metrics.aborted_upgraded.get(), 1);
+        assert_eq!(context.metrics.active_requests.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_signal_while_draining_forces_at_once() {
+        let run = run_shutdown(context(10, 20), &[(1, 60)], Some(1), Some(4)).await;
+        assert_eq!(run.phases, [(Phase::Draining, 1), (Phase::Forced, 4)]);
+        assert_eq!(run.listener_closed, (4, Phase::Draining));
+        assert_eq!((run.report.outcome, run.report.aborted), (Phase::Forced, 1));
+        assert!(run.cut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_signal_while_closing_forces_at_once() {
+        let run = run_shutdown(context(2, 20), &[(1, 60)], Some(1), Some(7)).await;
+        assert_eq!(
+            run.phases,
+            [
+                (Phase::Draining, 1),
+                (Phase::Closing, 3),
+                (Phase::Forced, 7)
+            ]
+        );
+        assert_eq!((run.report.outcome, run.report.aborted), (Phase::Forced, 1));
+        assert_eq!(run.report.duration, Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn force_before_any_shutdown_signal_stops_at_once() {
+        let run = run_shutdown(context(5, 20), &[(1, 60)], None, Some(2)).await;
+        assert_eq!(run.phases, [(Phase::Draining, 2), (Phase::Forced, 2)]);
+        assert_eq!(run.listener_closed, (2, Phase::Draining));
+        assert_eq!((run.report.outcome, run.report.aborted), (Phase::Forced, 1));
+        assert_eq!(run.report.duration, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_connections_closing_ends_at_once() {
+        let run = run_shutdown(context(5, 20), &[], Some(0), None).await;
+        // Closing and Done were entered in one poll: the watch shows Done.
+        assert_eq!(run.phases, [(Phase::Draining, 0), (Phase::Done, 5)]);
+        assert_eq!(run.listener_closed, (5, Phase::Draining));
+        assert_eq!((run.report.outcome, run.report.completed), (Phase::Done, 0));
+    }
+}
