@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::{Router, routing::get};
 use lameduck::cli::LogFormat;
-use lameduck::{Config, Server, from_tower, signals, telemetry};
+use lameduck::{Config, Listeners, Server, from_tower, signals, telemetry};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -34,8 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = Server::new(config)
         .force_on(force)
         .serve(
-            TcpListener::bind("127.0.0.1:8080").await?,
-            TcpListener::bind("127.0.0.1:8081").await?,
+            Listeners {
+                app: TcpListener::bind("127.0.0.1:8080").await?,
+                admin: TcpListener::bind("127.0.0.1:8081").await?,
+            },
             from_tower(app),
             shutdown,
         )

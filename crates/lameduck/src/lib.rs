@@ -31,14 +31,13 @@
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello\n"))))
 //!     });
 //!     let (shutdown, force) = lameduck::signals::shutdown_signals()?;
+//!     let listeners = lameduck::Listeners {
+//!         app: TcpListener::bind("0.0.0.0:8080").await?,
+//!         admin: TcpListener::bind("0.0.0.0:8081").await?,
+//!     };
 //!     let report = lameduck::Server::new(lameduck::Config::default())
 //!         .force_on(force)
-//!         .serve(
-//!             TcpListener::bind("0.0.0.0:8080").await?,
-//!             TcpListener::bind("0.0.0.0:8081").await?,
-//!             hello,
-//!             shutdown,
-//!         )
+//!         .serve(listeners, hello, shutdown)
 //!         .await?;
 //!     std::process::exit(if report.is_forced() { 1 } else { 0 });
 //! }
@@ -119,7 +118,7 @@ pub use config::Config;
 pub use drain::Drain;
 pub use error::Error;
 pub use lifecycle::Phase;
-pub use server::Server;
+pub use server::{Listeners, Server};
 pub use service::{AppService, BoxError};
 pub use shutdown::ShutdownReport;
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use lameduck::cli::{Cli, Command, EXIT_USAGE, ServeArgs};
-use lameduck::{Server, demo::Demo, signals, telemetry};
+use lameduck::{Listeners, Server, demo::Demo, signals, telemetry};
 use tokio::net::TcpListener;
 
 /// jemalloc returns the buffers an idle connection let go of to the kernel;
@@ -51,8 +51,10 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Before binding: a signal during startup then starts a shutdown instead of killing us.
     let (shutdown, force) =
         signals::shutdown_signals().context("cannot install signal handlers")?;
-    let app = bind(args.listen, "--listen").await?;
-    let admin = bind(args.admin_listen, "--admin-listen").await?;
+    let listeners = Listeners {
+        app: bind(args.listen, "--listen").await?,
+        admin: bind(args.admin_listen, "--admin-listen").await?,
+    };
     let demo = Demo::from_env();
     tracing::info!(
         replica = %String::from_utf8_lossy(demo.name()),
@@ -63,7 +65,7 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let report = Server::new(args.config())
         .force_on(force)
-        .serve(app, admin, demo, shutdown)
+        .serve(listeners, demo, shutdown)
         .await?;
     Ok(if report.is_forced() {
         ExitCode::FAILURE

@@ -24,19 +24,32 @@ use crate::metrics::Metrics;
 use crate::service::AppService;
 use crate::shutdown::{self, ShutdownReport};
 
+/// The two listeners of a server, already bound (tests bind port 0), named
+/// so that they cannot be passed the wrong way round.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Serves the application.
+    pub app: TcpListener,
+    /// Serves `/livez`, `/readyz` and `/metrics`; closes last.
+    pub admin: TcpListener,
+}
+
 /// Serves an application with lameduck's listeners, probes, metrics and
 /// shutdown sequence.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use tokio::net::{TcpListener, TcpStream};
+/// use lameduck::Listeners;
+/// use tokio::net::TcpListener;
 ///
-/// let app = TcpListener::bind("0.0.0.0:8080").await?;
-/// let admin = TcpListener::bind("0.0.0.0:8081").await?;
+/// let listeners = Listeners {
+///     app: TcpListener::bind("0.0.0.0:8080").await?,
+///     admin: TcpListener::bind("0.0.0.0:8081").await?,
+/// };
 /// let (shutdown, force) = lameduck::signals::shutdown_signals()?;
 /// let report = lameduck::Server::new(lameduck::Config::default())
 ///     .force_on(force)
-///     .serve(app, admin, lameduck::demo::Demo::new("replica-a"), shutdown)
+///     .serve(listeners, lameduck::demo::Demo::new("replica-a"), shutdown)
 ///     .await?;
 /// std::process::exit(if report.is_forced() { 1 } else { 0 });
 /// # }
@@ -91,8 +104,9 @@ impl Server {
         self
     }
 
-    /// Serves `service` on `app` and the probes and metrics on `admin` until
-    /// `shutdown` completes, then drains and shuts down as configured.
+    /// Serves `service` on the application listener and the probes and
+    /// metrics on the admin listener until `shutdown` completes, then drains
+    /// and shuts down as configured.
     ///
     /// Returns once every application connection has closed (or was dropped);
     /// the admin listener is the last thing to close. Any hyper service will
@@ -104,11 +118,11 @@ impl Server {
     /// [`Error::Metrics`] if the registry already holds metrics of the same names.
     pub async fn serve(
         self,
-        app: TcpListener,
-        admin: TcpListener,
+        listeners: Listeners,
         service: impl AppService,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, Error> {
+        let Listeners { app, admin } = listeners;
         let metrics = Metrics::new(self.registry, Arc::clone(&self.lifecycle))?;
         let shared = Arc::new(ServerContext::new(self.config, metrics, self.lifecycle));
         let connections = TaskTracker::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::{Extension, Router, routing::get};
 use common::{Conn, Metrics, PATIENCE};
 use futures_util::{SinkExt, StreamExt};
-use lameduck::{AppService, Config, Drain, Phase, Server, ShutdownReport, from_tower};
+use lameduck::{AppService, Config, Drain, Listeners, Phase, Server, ShutdownReport, from_tower};
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -56,9 +56,12 @@ async fn start_serving(server: Server, service: impl AppService) -> Running {
     let app = app_listener.local_addr().unwrap();
     let registry = Registry::new();
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.with_registry(registry.clone()).serve(
-        app_listener,
+    let listeners = Listeners {
+        app: app_listener,
         admin,
+    };
+    let served = tokio::spawn(server.with_registry(registry.clone()).serve(
+        listeners,
         service,
         async {
             let _ = stopped.await;
@@ -172,8 +175,10 @@ async fn two_servers_cannot_share_one_registry() {
         Server::new(Config::default())
             .with_registry(registry)
             .serve(
-                listener().await,
-                listener().await,
+                Listeners {
+                    app: listener().await,
+                    admin: listener().await,
+                },
                 from_tower(router()),
                 async {},
             )
@@ -214,8 +219,10 @@ async fn upgrades_are_handed_over_on_new_and_parked_connections() {
     let addr = app_listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(Server::new(Config::default()).serve(
-        app_listener,
-        admin,
+        Listeners {
+            app: app_listener,
+            admin,
+        },
         hyper::service::service_fn(echo_upgrade),
         async {
             let _ = stopped.await;
