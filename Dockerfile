@@ -20,9 +20,9 @@ FROM chef AS builder
 # jemalloc's build-time settings: they must be there when the dependencies build.
 COPY .cargo .cargo
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json -p lameduck -p loadgen
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p lameduck-cli -p loadgen
 COPY . .
-RUN cargo build --release --locked -p lameduck -p loadgen
+RUN cargo build --release --locked -p lameduck-cli -p loadgen
 
 # cc: the binaries link glibc and libgcc_s dynamically (the default gnu target).
 # The nonroot variant runs as 65532:65532.

@@ -18,7 +18,7 @@ default:
 
 # Run the server with the given flags (e.g. `just run --drain-delay 5s`).
 run *ARGS:
-    cargo run --release -p lameduck -- {{ARGS}}
+    cargo run --release -p lameduck-cli -- {{ARGS}}
 
 # Install the Debian packages the tests need (only those missing; uses sudo when not root).
 setup:
@@ -134,19 +134,19 @@ e2e-cluster: cluster-up
     python3 scripts/cluster shell helm test lameduck
 
 _e2e-build:
-    cargo build --release --locked -p lameduck -p e2e
+    cargo build --release --locked -p lameduck-cli -p e2e
 
 _render values:
     python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json
 
 # Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics); writes BENCHMARKS.md.
 bench *ARGS: setup-bench
-    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo build --release --locked -p lameduck-cli -p lameduck-bench
     cargo run --release --locked --quiet -p lameduck-bench -- {{ARGS}}
 
 # Like `bench`, then exit non-zero if a figure misses its goal by more than its measured spread.
 bench-check *ARGS: setup-bench
-    cargo build --release --locked -p lameduck -p lameduck-bench
+    cargo build --release --locked -p lameduck-cli -p lameduck-bench
     cargo run --release --locked --quiet -p lameduck-bench -- --check {{ARGS}}
 
 # Install what the benchmarks need besides Rust (wrk).

@@ -77,7 +77,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found; build it first (cargo build --release -p lameduck -p lameduck-bench)",
+            "{} not found; build it first (cargo build --release -p lameduck-cli -p lameduck-bench)",
             path.display()
         );
     }

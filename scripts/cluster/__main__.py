@@ -52,7 +52,7 @@ def _git_tag():
 def load():
     """lameduck and loadgen, release builds, as an image in the cluster's containerd."""
     _require_up()
-    node.log("cargo build --release -p lameduck -p loadgen")
+    node.log("cargo build --release -p lameduck-cli -p loadgen")
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "lameduck", "-p", "loadgen"],
                    cwd=ROOT, check=True)
     release = ROOT / "target" / "release"

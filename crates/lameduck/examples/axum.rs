@@ -9,13 +9,12 @@
 use std::time::Duration;
 
 use axum::{Router, routing::get};
-use lameduck::cli::LogFormat;
-use lameduck::{Config, Listeners, Server, from_tower, signals, telemetry};
+use lameduck::{Config, Listeners, Server, from_tower, signals};
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    telemetry::init(LogFormat::Text)?;
+    tracing_subscriber::fmt().init();
     let app = Router::new()
         .route("/hello", get(|| async { "hello from axum\n" }))
         .route(

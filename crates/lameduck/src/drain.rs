@@ -27,7 +27,9 @@ pub struct Drain {
 }
 
 impl Drain {
-    pub(crate) fn new(phase: watch::Receiver<Phase>) -> Self {
+    /// A handle that follows `phase`. The server makes its own; this one is
+    /// for testing a handler without a server: send it the phases.
+    pub fn new(phase: watch::Receiver<Phase>) -> Self {
         Self { phase }
     }
 

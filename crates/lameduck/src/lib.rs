@@ -84,9 +84,9 @@
 //! # let _ = lameduck::from_tower(app);
 //! ```
 //!
-//! The `cli` feature (on by default) adds what the `lameduck` binary needs:
-//! the command line, logging setup and the probe client. Turn it off to embed
-//! the server without clap.
+//! The crate has no default features and pulls in no command-line parser,
+//! logging setup or allocator: the `lameduck` binary, its command line and
+//! its demo application live in the `lameduck-cli` crate.
 
 #![warn(missing_docs)]
 
@@ -104,15 +104,7 @@ mod server;
 mod service;
 mod shutdown;
 
-pub mod demo;
 pub mod signals;
-
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "cli")]
-pub mod probe;
-#[cfg(feature = "cli")]
-pub mod telemetry;
 
 pub use config::Config;
 pub use drain::Drain;

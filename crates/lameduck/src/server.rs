@@ -42,6 +42,7 @@ pub struct Listeners {
 /// use lameduck::Listeners;
 /// use tokio::net::TcpListener;
 ///
+/// let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
 /// let listeners = Listeners {
 ///     app: TcpListener::bind("0.0.0.0:8080").await?,
 ///     admin: TcpListener::bind("0.0.0.0:8081").await?,
@@ -49,7 +50,7 @@ pub struct Listeners {
 /// let (shutdown, force) = lameduck::signals::shutdown_signals()?;
 /// let report = lameduck::Server::new(lameduck::Config::default())
 ///     .force_on(force)
-///     .serve(listeners, lameduck::demo::Demo::new("replica-a"), shutdown)
+///     .serve(listeners, lameduck::from_tower(app), shutdown)
 ///     .await?;
 /// std::process::exit(if report.is_forced() { 1 } else { 0 });
 /// # }

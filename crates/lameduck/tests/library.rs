@@ -1,15 +1,12 @@
 //! The library API in-process: an axum `Router` served with the same
 //! shutdown, a caller-supplied registry, and the report `serve` returns.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::{Extension, Router, routing::get};
-use common::{Conn, Metrics, PATIENCE};
-use futures_util::{SinkExt, StreamExt};
 use lameduck::{AppService, Config, Drain, Listeners, Phase, Server, ShutdownReport, from_tower};
 use prometheus::{Encoder, Registry, TextEncoder};
+use testkit::{Conn, Metrics, PATIENCE};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -308,22 +305,57 @@ async fn handlers_and_background_tasks_see_the_drain() {
     assert_eq!((report.outcome, report.completed), (Phase::Done, 1));
 }
 
+/// Answers any request with 101, then reads the upgraded connection until
+/// it fails or ends, and only then drops it: a WebSocket whose client never
+/// closes, as far as the server can tell.
+async fn hold_upgrade(
+    mut request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(&mut request).await else {
+            return;
+        };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut buf = [0; 64];
+        while let Ok(1..) = io.read(&mut buf).await {}
+    });
+    let mut response = hyper::Response::new(http_body_util::Full::default());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONNECTION, "upgrade".parse().unwrap());
+    headers.insert(http::header::UPGRADE, "hold".parse().unwrap());
+    Ok(response)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_shutdown_drops_upgraded_connections_and_counts_them() {
     let mut config = Config::default();
     config.shutdown_timeout = Duration::from_millis(300);
-    let running = start_serving(Server::new(config), lameduck::demo::Demo::new("a")).await;
-    let stream = tokio::net::TcpStream::connect(running.app).await.unwrap();
-    let url = format!("ws://{}/ws", running.app);
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-    ws.send("hello".into()).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), "hello".into());
+    let service = hyper::service::service_fn(hold_upgrade);
+    let running = start_serving(Server::new(config), service).await;
+    let addr = running.app;
+    let mut conn = tokio::task::spawn_blocking(move || {
+        let mut conn = Conn::connect(addr).unwrap();
+        conn.send_raw(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: hold\r\n\r\n")
+            .unwrap();
+        assert_eq!(conn.recv().unwrap().status, 101);
+        conn
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while metrics(&running.registry).value("lameduck_upgraded_connections") != Some(1.0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the upgraded connection was never counted");
     assert_eq!(
-        metrics(&running.registry).get("lameduck_upgraded_connections"),
+        metrics(&running.registry).get("http_server_open_connections"),
         1.0
     );
 
-    // The client never answers the close frame.
     running.stop.send(()).unwrap();
     let report = running.served.await.unwrap().unwrap();
     assert_eq!(
@@ -338,18 +370,10 @@ async fn a_forced_shutdown_drops_upgraded_connections_and_counts_them() {
     assert_eq!(after.get("lameduck_upgraded_connections"), 0.0);
     assert_eq!(after.get("http_server_open_connections"), 0.0);
 
-    // The close frame is waiting in the socket, unanswered (the client reads
-    // raw bytes, so tungstenite does not reply); then the socket is closed,
-    // although the runtime, and the task that owned it, live on.
-    let raw = tokio::time::timeout(PATIENCE, async {
-        use tokio::io::AsyncReadExt;
-        let mut raw = Vec::new();
-        let _ = ws.get_mut().read_to_end(&mut raw).await;
-        raw
-    })
-    .await
-    .expect("the upgraded connection was not dropped");
-    // A close frame: FIN + opcode 8, then 1001 after the length byte.
-    assert_eq!(raw[0], 0x88, "{raw:?}");
-    assert_eq!(&raw[2..4], &1001_u16.to_be_bytes());
+    // The socket is closed, although the runtime, and the task that owned
+    // it, live on.
+    let closed = tokio::task::spawn_blocking(move || conn.closed_within(PATIENCE))
+        .await
+        .unwrap();
+    assert!(closed, "the upgraded connection was not dropped");
 }

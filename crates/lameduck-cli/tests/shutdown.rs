@@ -1,12 +1,10 @@
 //! The shutdown sequence, observed from outside: the real binary, real
 //! signals, raw HTTP/1.1 on loopback.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Lameduck, PATIENCE, Signal, in_background, refused};
+use testkit::{Conn, Lameduck, PATIENCE, Signal, in_background, refused};
 
 /// Polls `/metrics` until `series` has `value`.
 fn wait_for_metric(server: &Lameduck, series: &str, value: f64) {

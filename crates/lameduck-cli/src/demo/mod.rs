@@ -1,7 +1,7 @@
 //! The binary's demo application: `GET /` names the replica, `GET /work?ms=N`
 //! stands in for a slow request, `GET /events` is a Server-Sent Events stream
 //! and `GET /ws` a WebSocket echo; both streams end cleanly when the server
-//! drains (see [`Drain`](crate::Drain)). It is an ordinary hyper service,
+//! drains (see [`Drain`](lameduck::Drain)). It is an ordinary hyper service,
 //! served the same way as any other.
 
 mod events;
@@ -84,7 +84,7 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return DemoFuture::ready(response);
         }
-        let drain = request.extensions().get::<crate::Drain>().cloned();
+        let drain = request.extensions().get::<lameduck::Drain>().cloned();
         let query = request.uri().query();
         match request.uri().path() {
             "/" => return DemoFuture::ready(text(StatusCode::OK, self.name.clone())),

@@ -1,11 +1,9 @@
 //! The command line and the demo routes: exit codes, one-line errors.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Lameduck, run};
+use testkit::{Conn, Lameduck, run};
 
 fn stderr_line(stderr: &str) -> &str {
     assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::DemoBody;
-use crate::Drain;
+use lameduck::Drain;
 
 /// Shortest `?interval=`.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -121,7 +121,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::Phase;
+    use lameduck::Phase;
 
     #[test]
     fn interval_accepts_the_documented_range() {

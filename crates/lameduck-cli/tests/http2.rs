@@ -1,15 +1,13 @@
 //! HTTP/2 (h2c, prior knowledge): GOAWAY on draining, in-flight streams finish.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Lameduck, PATIENCE};
 use h2::client::SendRequest;
 use http::Request;
+use testkit::{Lameduck, PATIENCE};
 
 async fn connect(
     server: &Lameduck,

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tracing::debug;
 
 use super::{DemoBody, text};
-use crate::Drain;
+use lameduck::Drain;
 
 /// Largest message the echo takes, in bytes.
 pub const MAX_MESSAGE: usize = 64 * 1024;

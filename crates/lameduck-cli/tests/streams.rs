@@ -2,14 +2,12 @@
 //! clients: a Server-Sent Events stream and WebSockets, ended cleanly when
 //! the server drains, held until they close, cut at the shutdown timeout.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Lameduck, PATIENCE};
+use testkit::{Conn, Lameduck, PATIENCE};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 

@@ -2,10 +2,11 @@
 //! it real signals, and talks raw HTTP/1.1 to it so that every byte and every
 //! close is visible.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(missing_docs, missing_debug_implementations)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,21 @@ use serde_json::Value;
 
 /// Longest any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The `lameduck` binary: `$LAMEDUCK_BIN`, else the one cargo built next to
+/// the running test (it builds a package's binaries before its integration
+/// tests run).
+pub fn lameduck_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("LAMEDUCK_BIN") {
+        return bin.into();
+    }
+    let test = std::env::current_exe().expect("the test's own path");
+    let mut dir = test.parent().expect("the test's directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("lameduck")
+}
 
 /// A running `lameduck serve`.
 pub struct Lameduck {
@@ -36,7 +52,7 @@ impl Lameduck {
 
     /// Like [`Lameduck::start`], with `RUST_LOG` set to `filter`.
     pub fn start_logging(args: &[&str], filter: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        let mut child = Command::new(lameduck_bin())
             .args([
                 "serve",
                 "--listen",
@@ -336,7 +352,7 @@ pub fn in_background<T: Send + 'static>(
 
 /// Runs the binary with `args` to completion; returns exit code and stderr.
 pub fn run(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+    let output = Command::new(lameduck_bin())
         .args(args)
         .output()
         .expect("run lameduck");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::Config;
+use lameduck::Config;
 
 /// Exit code for bad command-line input.
 pub const EXIT_USAGE: u8 = 2;
@@ -97,13 +97,13 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The server settings these flags describe.
     pub fn config(&self) -> Config {
-        Config {
-            drain_delay: self.drain_delay,
-            shutdown_timeout: self.shutdown_timeout,
-            idle_grace: self.idle_grace,
-            header_read_timeout: self.header_read_timeout,
-            max_connections: self.max_connections as usize,
-        }
+        let mut config = Config::default();
+        config.drain_delay = self.drain_delay;
+        config.shutdown_timeout = self.shutdown_timeout;
+        config.idle_grace = self.idle_grace;
+        config.header_read_timeout = self.header_read_timeout;
+        config.max_connections = self.max_connections as usize;
+        config
     }
 }
 

@@ -1,11 +1,9 @@
 //! `/metrics` through the phases of a real shutdown.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Lameduck, PATIENCE};
+use testkit::{Conn, Lameduck, PATIENCE};
 
 const ACTIVE: &str = "http_server_active_requests";
 const OPEN: &str = "http_server_open_connections";

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lameduck::cli::{Cli, Command, EXIT_USAGE, ServeArgs};
-use lameduck::{Listeners, Server, demo::Demo, signals, telemetry};
+use lameduck::{Listeners, Server, signals};
+use lameduck_cli::cli::{Cli, Command, EXIT_USAGE, ServeArgs};
+use lameduck_cli::demo::Demo;
+use lameduck_cli::{probe, telemetry};
 use tokio::net::TcpListener;
 
 /// jemalloc returns the buffers an idle connection let go of to the kernel;
@@ -85,7 +87,7 @@ fn probe(url: &str, timeout: std::time::Duration) -> ExitCode {
         .enable_all()
         .build()
         .context("cannot start the runtime")
-        .map(|runtime| runtime.block_on(lameduck::probe::probe(url, timeout)));
+        .map(|runtime| runtime.block_on(probe::probe(url, timeout)));
     match result {
         Ok(Ok(status)) => {
             println!("{url}: {status}");
