@@ -1,7 +1,7 @@
 //! `/metrics` through the phases of a real shutdown.
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::{Conn, Lameduck, PATIENCE};
 
@@ -10,14 +10,6 @@ const OPEN: &str = "http_server_open_connections";
 const PHASE: &str = "lameduck_shutdown_phase";
 const DURATION: &str = "lameduck_shutdown_duration_seconds";
 const ABORTED: &str = "lameduck_shutdown_aborted_requests_total";
-
-fn wait_until(server: &Lameduck, series: &str, value: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    while server.metrics().value(series) != Some(value) {
-        assert!(Instant::now() < deadline, "{series} never reached {value}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
 
 #[test]
 fn metrics_follow_every_phase() {
@@ -41,7 +33,7 @@ fn metrics_follow_every_phase() {
     idle.get("/work?ms=abc").unwrap();
     let mut slow = Conn::connect(server.app).unwrap();
     slow.send("/work?ms=2500").unwrap();
-    wait_until(&server, ACTIVE, 1.0);
+    server.wait_for_metric(ACTIVE, 1.0);
 
     let busy = server.metrics();
     assert_eq!(busy.get(OPEN), 2.0);
@@ -75,7 +67,7 @@ fn metrics_follow_every_phase() {
     assert_eq!(closing.get(PHASE), 2.0);
     assert_eq!(closing.get(ACTIVE), 1.0);
     // The idle keep-alive connection closes as closing starts; the slow one stays.
-    wait_until(&server, OPEN, 1.0);
+    server.wait_for_metric(OPEN, 1.0);
     assert!(idle.closed_within(PATIENCE));
 
     assert_eq!(slow.recv().unwrap().status, 200);

@@ -6,21 +6,12 @@ use std::time::{Duration, Instant};
 
 use testkit::{Conn, Lameduck, PATIENCE, Signal, in_background, refused};
 
-/// Polls `/metrics` until `series` has `value`.
-fn wait_for_metric(server: &Lameduck, series: &str, value: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    while server.metrics().value(series) != Some(value) {
-        assert!(Instant::now() < deadline, "{series} never reached {value}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn in_flight_request_completes_and_exit_follows_the_last_close() {
     let mut server = Lameduck::start(&[]);
     let mut conn = Conn::connect(server.app).unwrap();
     conn.send("/work?ms=600").unwrap();
-    wait_for_metric(&server, "http_server_active_requests", 1.0);
+    server.wait_for_metric("http_server_active_requests", 1.0);
 
     server.terminate();
     let response = conn.recv().unwrap();
@@ -206,7 +197,7 @@ fn listener_closes_after_the_drain_delay() {
     // A slow request keeps the process alive past the drain window.
     let mut slow = Conn::connect(server.app).unwrap();
     slow.send("/work?ms=2000").unwrap();
-    wait_for_metric(&server, "http_server_active_requests", 1.0);
+    server.wait_for_metric("http_server_active_requests", 1.0);
 
     server.terminate();
     assert!(!refused(server.app), "refused during the drain window");
@@ -223,7 +214,7 @@ fn connections_waiting_in_the_backlog_when_the_listener_closes_are_served() {
     let mut server = Lameduck::start(&["--max-connections", "1", "--drain-delay", "300ms"]);
     let mut busy = Conn::connect(server.app).unwrap();
     busy.send("/work?ms=1200").unwrap();
-    wait_for_metric(&server, "http_server_active_requests", 1.0);
+    server.wait_for_metric("http_server_active_requests", 1.0);
     let mut waiting = Conn::connect(server.app).unwrap();
     waiting.send("/").unwrap();
 
@@ -337,7 +328,7 @@ fn stalled_connections_do_not_hold_the_shutdown() {
     let _silent = Conn::connect(server.app).unwrap();
     let mut partial = Conn::connect(server.app).unwrap();
     partial.send_raw(b"GET / HTTP/1.1\r\nHost: te").unwrap();
-    wait_for_metric(&server, "http_server_open_connections", 2.0);
+    server.wait_for_metric("http_server_open_connections", 2.0);
 
     let signalled = server.terminate();
     assert_eq!(server.exit_code(), 0);
@@ -356,7 +347,7 @@ fn work_that_outlasts_the_shutdown_timeout_is_cut_off() {
             conn
         })
         .collect();
-    wait_for_metric(&server, "http_server_active_requests", 2.0);
+    server.wait_for_metric("http_server_active_requests", 2.0);
 
     let signalled = server.terminate();
     assert_eq!(server.exit_code(), 1);
@@ -380,7 +371,7 @@ fn second_signal_forces_the_shutdown_at_once() {
         let mut server = Lameduck::start(&["--drain-delay", "10s"]);
         let mut slow = Conn::connect(server.app).unwrap();
         slow.send("/work?ms=20000").unwrap();
-        wait_for_metric(&server, "http_server_active_requests", 1.0);
+        server.wait_for_metric("http_server_active_requests", 1.0);
 
         server.signal(first);
         server.wait_log_phase("draining");

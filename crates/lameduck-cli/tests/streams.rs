@@ -11,15 +11,6 @@ use testkit::{Conn, Lameduck, PATIENCE};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
-/// Polls `/metrics` until `series` has `value`.
-fn wait_for_metric(server: &Lameduck, series: &str, value: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    while server.metrics().value(series) != Some(value) {
-        assert!(Instant::now() < deadline, "{series} never reached {value}");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Reads until `done` holds for what was read, the peer closes, or PATIENCE.
 fn read_until(stream: &mut TcpStream, read: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -115,7 +106,7 @@ fn an_open_websocket_keeps_the_process_alive_until_it_closes() {
     let mut server = Lameduck::start(&["--shutdown-timeout", "20s"]);
     let mut ws = ws_connect(&server);
     echo(&mut ws, "hello");
-    wait_for_metric(&server, "lameduck_upgraded_connections", 1.0);
+    server.wait_for_metric("lameduck_upgraded_connections", 1.0);
     assert_eq!(server.metrics().get("http_server_open_connections"), 1.0);
 
     // The client does not read: the server's close frame waits unanswered.
@@ -139,7 +130,7 @@ fn a_websocket_that_never_closes_is_cut_at_the_timeout_and_counted() {
     let mut server = Lameduck::start(&["--shutdown-timeout", "500ms"]);
     let mut ws = ws_connect(&server);
     echo(&mut ws, "hello");
-    wait_for_metric(&server, "lameduck_upgraded_connections", 1.0);
+    server.wait_for_metric("lameduck_upgraded_connections", 1.0);
 
     let signalled = server.terminate();
     assert_eq!(server.exit_code(), 1);

@@ -80,14 +80,18 @@ fn metrics(registry: &Registry) -> Metrics {
     Metrics(String::from_utf8(text).unwrap())
 }
 
-async fn wait_active(registry: &Registry, n: f64) {
-    tokio::time::timeout(PATIENCE, async {
-        while metrics(registry).value("http_server_active_requests") != Some(n) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+/// Waits, off the runtime's workers, until `registry` shows `series` at `value`.
+async fn wait_for_metric(registry: &Registry, series: &'static str, value: f64) {
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || {
+        testkit::wait_for_metric(series, value, || metrics(&registry));
     })
     .await
-    .expect("requests never became active");
+    .unwrap();
+}
+
+async fn wait_active(registry: &Registry, n: f64) {
+    wait_for_metric(registry, "http_server_active_requests", n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,13 +348,7 @@ async fn a_forced_shutdown_drops_upgraded_connections_and_counts_them() {
     })
     .await
     .unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while metrics(&running.registry).value("lameduck_upgraded_connections") != Some(1.0) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the upgraded connection was never counted");
+    wait_for_metric(&running.registry, "lameduck_upgraded_connections", 1.0).await;
     assert_eq!(
         metrics(&running.registry).get("http_server_open_connections"),
         1.0

@@ -34,6 +34,23 @@ pub fn lameduck_bin() -> PathBuf {
     dir.join("lameduck")
 }
 
+/// Waits until `read()` shows `series` at `value`, polling every 5 ms for
+/// at most [`PATIENCE`]; then fails, with the value last seen.
+pub fn wait_for_metric(series: &str, value: f64, mut read: impl FnMut() -> Metrics) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = read().value(series);
+        if seen == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {value}; last seen: {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A running `lameduck serve`.
 pub struct Lameduck {
     child: Child,
@@ -164,6 +181,11 @@ impl Lameduck {
     /// GET on the admin listener over a fresh connection.
     pub fn admin_get(&self, path: &str) -> Response {
         Conn::connect(self.admin).unwrap().get(path).unwrap()
+    }
+
+    /// Waits until `/metrics` shows `series` at `value` (see [`wait_for_metric`]).
+    pub fn wait_for_metric(&self, series: &str, value: f64) {
+        wait_for_metric(series, value, || self.metrics());
     }
 
     /// The admin listener's `/metrics`.
