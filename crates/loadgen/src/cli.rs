@@ -83,6 +83,22 @@ pub(crate) struct Args {
     #[arg(long, env = "LOADGEN_H2_STREAMS", default_value_t = defaults().h2_streams)]
     pub(crate) h2_streams: usize,
 
+    /// Long-lived Server-Sent Events clients: each reads GET /events and
+    /// reconnects when the server ends the stream cleanly.
+    #[arg(long, env = "LOADGEN_SSE_CLIENTS", default_value_t = defaults().sse_clients)]
+    pub(crate) sse_clients: usize,
+
+    /// Long-lived WebSocket clients: each sends a message to GET /ws every
+    /// --stream-interval, expects its echo, and reconnects when the server
+    /// closes with 1000 or 1001.
+    #[arg(long, env = "LOADGEN_WS_CLIENTS", default_value_t = defaults().ws_clients)]
+    pub(crate) ws_clients: usize,
+
+    /// The SSE event interval asked of the server, and the WebSocket
+    /// clients' message interval (10ms to 60s).
+    #[arg(long, env = "LOADGEN_STREAM_INTERVAL", default_value_t = defaults().stream_interval.into())]
+    pub(crate) stream_interval: Duration,
+
     /// A request starting later than this after its slot counts as late.
     #[arg(long, env = "LOADGEN_LATE_AFTER", default_value_t = defaults().late_after.into())]
     pub(crate) late_after: Duration,
@@ -166,6 +182,9 @@ impl Args {
             h2_fraction: if self.http2 { 1.0 } else { self.h2_fraction },
             h2_conns: self.h2_conns,
             h2_streams: self.h2_streams,
+            sse_clients: self.sse_clients,
+            ws_clients: self.ws_clients,
+            stream_interval: self.stream_interval.into(),
             late_after: self.late_after.into(),
             drain_timeout: self.drain_timeout.into(),
             error_samples: self.error_samples,
@@ -216,6 +235,9 @@ mod tests {
             "--h2-fraction=0.25",
             "--h2-conns=3",
             "--h2-streams=16",
+            "--sse-clients=2",
+            "--ws-clients=3",
+            "--stream-interval=250ms",
             "--late-after=5ms",
             "--drain-timeout=2s",
             "--error-samples=3",
@@ -233,6 +255,8 @@ mod tests {
         assert_eq!(c.slow_ms, MsRange { min: 10, max: 20 });
         assert_eq!((c.keepalive_conns, c.fresh_fraction), (4, 0.5));
         assert_eq!((c.h2_fraction, c.h2_conns, c.h2_streams), (0.25, 3, 16));
+        assert_eq!((c.sse_clients, c.ws_clients), (2, 3));
+        assert_eq!(c.stream_interval, Duration::from_millis(250));
         assert_eq!(c.drain_timeout, Duration::from_secs(2));
         assert!(args.pretty && args.progress);
         assert_eq!(args.control_listen, Some("127.0.0.1:0".parse().unwrap()));
@@ -254,6 +278,55 @@ mod tests {
                 clap::error::ErrorKind::ArgumentConflict,
                 "{other}"
             );
+        }
+    }
+
+    /// What `Config::to_args` writes, this parser reads back to the same
+    /// configuration: the Kubernetes Job and the benchmarks start loadgen
+    /// with it.
+    #[test]
+    fn generated_arguments_round_trip() {
+        let everything = Config {
+            rate: 1234.5,
+            duration: Some(Duration::from_millis(1500)),
+            max_requests: Some(77),
+            max_in_flight: 33,
+            timeout: Duration::from_micros(2500),
+            slow_fraction: 0.1,
+            slow_ms: MsRange { min: 3, max: 9 },
+            keepalive_conns: 5,
+            fresh_fraction: 1.0 / 3.0,
+            h2_fraction: 0.2,
+            h2_conns: 2,
+            h2_streams: 7,
+            sse_clients: 4,
+            ws_clients: 6,
+            stream_interval: Duration::from_millis(40),
+            late_after: Duration::from_millis(3),
+            drain_timeout: Duration::from_secs(4),
+            error_samples: 2,
+            seed: 99,
+            ..Config::new("svc.ns:8080")
+        };
+        let configs = [
+            everything,
+            Config {
+                max_requests: Some(1),
+                ..Config::new("h:1")
+            },
+            Config {
+                duration: Some(Duration::from_secs(900)),
+                fresh_fraction: 0.0,
+                h2_fraction: 1.0,
+                keepalive_conns: 0,
+                ..Config::new("[::1]:80")
+            },
+        ];
+        for config in configs {
+            let args = config.to_args();
+            let parsed = Args::try_from_iter(std::iter::once("loadgen".to_owned()).chain(args))
+                .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+            assert_eq!(parsed.config(), config);
         }
     }
 

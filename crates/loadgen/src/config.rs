@@ -15,6 +15,14 @@ pub const DEFAULT_H2_CONNS: usize = 4;
 /// Default bound on concurrent streams per HTTP/2 connection.
 pub const DEFAULT_H2_STREAMS: usize = 8;
 
+/// Most long-lived clients of one kind (each holds a socket).
+pub const MAX_STREAM_CLIENTS: usize = 10_000;
+
+/// Shortest and longest `stream_interval`: the bounds of the server's
+/// `/events?interval=`.
+pub const STREAM_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(60);
+
 /// Fraction sums within this of 1 count as 1, so that e.g. `0.7 + 0.3`
 /// leaves no keep-alive share to rounding.
 const MIX_EPSILON: f64 = 1e-9;
@@ -61,6 +69,20 @@ pub struct Config {
     /// Concurrent streams per HTTP/2 connection, at most.
     #[serde(default = "default_h2_streams")]
     pub h2_streams: usize,
+    /// Long-lived Server-Sent Events clients (`GET /events`).
+    #[serde(default)]
+    pub sse_clients: usize,
+    /// Long-lived WebSocket echo clients (`GET /ws`).
+    #[serde(default)]
+    pub ws_clients: usize,
+    /// The SSE event interval asked of the server, and how often a
+    /// WebSocket client sends a message.
+    #[serde(
+        rename = "stream_interval_ms",
+        with = "ms",
+        default = "default_stream_interval"
+    )]
+    pub stream_interval: Duration,
     /// A request that starts later than this after its slot counts as late.
     #[serde(rename = "late_after_ms", with = "ms")]
     pub late_after: Duration,
@@ -93,6 +115,9 @@ impl Config {
             h2_fraction: 0.0,
             h2_conns: DEFAULT_H2_CONNS,
             h2_streams: DEFAULT_H2_STREAMS,
+            sse_clients: 0,
+            ws_clients: 0,
+            stream_interval: default_stream_interval(),
             late_after: Duration::from_millis(20),
             drain_timeout: Duration::from_secs(15),
             error_samples: 20,
@@ -166,6 +191,17 @@ impl Config {
         if self.h2_conns == 0 && self.h2_fraction > 0.0 {
             return bad("HTTP/2 requests need at least one HTTP/2 connection".into());
         }
+        if self.sse_clients > MAX_STREAM_CLIENTS || self.ws_clients > MAX_STREAM_CLIENTS {
+            return bad(format!(
+                "SSE and WebSocket clients must be at most {MAX_STREAM_CLIENTS} each"
+            ));
+        }
+        if !STREAM_INTERVAL_RANGE.contains(&self.stream_interval) {
+            return bad(format!(
+                "stream interval must be between 10ms and 60s, got {:?}",
+                self.stream_interval
+            ));
+        }
         // One task per stream slot: more than the in-flight bound is useless.
         if self
             .h2_conns
@@ -227,6 +263,10 @@ impl FromStr for MsRange {
         }
         Ok(range)
     }
+}
+
+fn default_stream_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_h2_conns() -> usize {
@@ -374,6 +414,18 @@ mod tests {
                 target: String::new(),
                 ..bounded()
             },
+            Config {
+                ws_clients: MAX_STREAM_CLIENTS + 1,
+                ..bounded()
+            },
+            Config {
+                stream_interval: Duration::from_millis(9),
+                ..bounded()
+            },
+            Config {
+                stream_interval: Duration::from_secs(61),
+                ..bounded()
+            },
         ];
         for c in cases {
             assert!(c.validate().is_err(), "accepted {c:?}");
@@ -416,10 +468,17 @@ mod tests {
     }
 
     #[test]
-    fn older_configs_without_http2_fields_still_parse() {
+    fn older_configs_without_http2_or_stream_fields_still_parse() {
         let mut v = serde_json::to_value(bounded()).unwrap();
         let obj = v.as_object_mut().unwrap();
-        for field in ["h2_fraction", "h2_conns", "h2_streams"] {
+        for field in [
+            "h2_fraction",
+            "h2_conns",
+            "h2_streams",
+            "sse_clients",
+            "ws_clients",
+            "stream_interval_ms",
+        ] {
             obj.remove(field).unwrap();
         }
         let back: Config = serde_json::from_value(v).unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
@@ -17,6 +18,7 @@ use crate::mix::Mix;
 use crate::report::{Progress, Report};
 use crate::scheduler;
 use crate::stats::Recorder;
+use crate::streams::{self, Ledger};
 use crate::worker;
 
 /// State shared by the scheduler, the workers and the handles.
@@ -27,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) host: HeaderValue,
     pub(crate) mix: Mix,
     pub(crate) recorder: Recorder,
+    /// The long-lived clients' books.
+    pub(crate) streams: Ledger,
     pub(crate) permits: Arc<Semaphore>,
     /// Schedule no more requests: set by a stop request.
     pub(crate) stop: CancellationToken,
@@ -73,9 +77,15 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// A snapshot of the counters so far.
     pub fn progress(&self) -> Progress {
-        self.shared
-            .recorder
-            .progress(self.shared.stop.is_cancelled())
+        let (streams_open, stream_failures) = self.shared.streams.progress();
+        Progress {
+            streams_open,
+            stream_failures,
+            ..self
+                .shared
+                .recorder
+                .progress(self.shared.stop.is_cancelled())
+        }
     }
 
     /// Stops the run gracefully: no more requests are scheduled; those
@@ -128,6 +138,7 @@ impl LoadGen {
             host,
             mix,
             recorder: Recorder::new(&config),
+            streams: Ledger::new(&config),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -173,6 +184,10 @@ impl LoadGen {
             workers.extend(h2::spawn_lanes(&shared, &h2_queue));
         }
 
+        // The long-lived clients run while requests are scheduled.
+        let end_streams = CancellationToken::new();
+        let stream_clients = streams::spawn(&shared, &end_streams);
+
         let mut watcher = pin!(async {
             stop.await;
             shared.stop.cancel();
@@ -182,8 +197,9 @@ impl LoadGen {
             res = scheduler::schedule(&shared, start, tx, h2_tx) => res,
             never = &mut watcher => match never {},
         };
+        end_streams.cancel();
         tokio::select! {
-            () = drain(&shared) => {}
+            () = drain(&shared, stream_clients) => {}
             never = &mut watcher => match never {},
         }
         drop((queue, h2_queue));
@@ -191,29 +207,38 @@ impl LoadGen {
             // A worker's panic is a bug; its requests are already accounted.
             let _ = w.await;
         }
-        Ok(shared
-            .recorder
-            .report(config, shared.addr.to_string(), reason, scheduled))
+        let streams = shared.streams.report();
+        Ok(Report {
+            stream_failures: streams.failed(),
+            streams,
+            ..shared
+                .recorder
+                .report(config, shared.addr.to_string(), reason, scheduled)
+        })
     }
 }
 
-/// Waits until every dispatched request has ended or been dropped; past the
-/// drain timeout the rest are aborted (and counted so).
-async fn drain(shared: &Shared) {
+/// Waits until every dispatched request has ended or been dropped, and every
+/// long-lived client has closed its stream; past the drain timeout the rest
+/// are aborted (and counted so).
+async fn drain(shared: &Shared, stream_clients: Vec<JoinHandle<()>>) {
     let all = u32::try_from(shared.config.max_in_flight).expect("validated bound fits u32");
-    let wait_all = || async {
+    let requests = async {
         let _ = shared.permits.acquire_many(all).await;
     };
-    if tokio::time::timeout(shared.config.drain_timeout, wait_all())
+    // A client's panic is a bug; its streams are already accounted.
+    let clients = futures_util::future::join_all(stream_clients);
+    let mut everything = pin!(async { tokio::join!(requests, clients) });
+    if tokio::time::timeout(shared.config.drain_timeout, &mut everything)
         .await
         .is_err()
     {
         tracing::warn!(
             drain_timeout = ?shared.config.drain_timeout,
-            "requests still in flight at the end of the drain; aborting them"
+            "requests or streams still open at the end of the drain; aborting them"
         );
         shared.abort.cancel();
-        wait_all().await;
+        everything.await;
     }
 }
 

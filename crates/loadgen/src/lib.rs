@@ -7,10 +7,16 @@
 //! exactly one outcome: a 2xx, another status, a refused or failed connect, a
 //! reset, a timeout. Nothing is retried, so nothing is hidden; the one
 //! exception, an HTTP/2 stream the server declares unprocessed (RFC 9113
-//! §8.7), is resent once and counted apart as `refused_resent`. [`run`] (or
+//! §8.7), is resent once and counted apart as `refused_resent`.
+//!
+//! Beside the requests, long-lived clients (Server-Sent Events readers and
+//! WebSocket echo clients) hold a stream each for the whole run, open the
+//! next one when the server ends theirs cleanly, and count every other end
+//! as a failure, by cause. [`run`] (or
 //! [`LoadGen`], to watch or stop it from elsewhere) returns a [`Report`],
 //! which serialises to the JSON the binary prints.
 
+mod args;
 mod config;
 mod conn;
 mod control;
@@ -23,11 +29,12 @@ mod report;
 mod scheduler;
 mod sniff;
 mod stats;
+mod streams;
 mod worker;
 
 pub use config::{
     Config, ConfigError, DEFAULT_H2_CONNS, DEFAULT_H2_STREAMS, MAX_IN_FLIGHT, MAX_RATE,
-    MAX_WORK_MS, MsRange,
+    MAX_STREAM_CLIENTS, MAX_WORK_MS, MsRange, STREAM_INTERVAL_RANGE,
 };
 pub use control::ControlServer;
 pub use engine::{Handle, LoadGen, run};
@@ -36,5 +43,6 @@ pub use mix::{Mode, Route};
 pub use outcome::Kind;
 pub use report::{
     Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
-    Report, RouteReport, Routes, Second, StopReason,
+    Report, RouteReport, Routes, Second, StopReason, StreamErrorSample, StreamFailure,
+    StreamFailures, StreamReport, Streams,
 };

@@ -136,6 +136,14 @@ fn summary(r: &Report) -> String {
             .collect();
         line.push_str(&format!(" [{}]", split.join("; ")));
     }
+    for (name, s) in [("sse", &r.streams.sse), ("ws", &r.streams.ws)] {
+        if s.clients > 0 {
+            line.push_str(&format!(
+                "; {name} streams: {} opened, {} ended clean, {} reconnects, {} closed at the end, {} failed",
+                s.opened, s.ended_clean, s.reconnects, s.closed_by_client, s.failed
+            ));
+        }
+    }
     line
 }
 

@@ -11,7 +11,10 @@ use crate::outcome::Kind;
 ///
 /// 2: HTTP/2 mode (`modes.http2`, `mode: "http2"` in error samples) and the
 /// outcome kind `refused_resent`, which `sent == outcomes.total()` counts.
-pub const REPORT_VERSION: u32 = 2;
+///
+/// 3: long-lived clients (`streams`, `stream_failures`), which
+/// [`Report::is_clean`] takes into account.
+pub const REPORT_VERSION: u32 = 3;
 
 /// Everything a run observed. Invariant: `sent == outcomes.total()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,14 +62,26 @@ pub struct Report {
     pub timeline: Vec<Second>,
     /// The first failures' messages, verbatim.
     pub errors: Vec<ErrorSample>,
+    /// The long-lived clients: Server-Sent Events and WebSockets.
+    #[serde(default)]
+    pub streams: Streams,
+    /// Failed streams of both kinds (`streams.sse.failed +
+    /// streams.ws.failed`).
+    #[serde(default)]
+    pub stream_failures: u64,
 }
 
 impl Report {
-    /// No failure, and every scheduled request started and finished.
-    /// Requests refused unprocessed and resent (`refused_resent`) do not
-    /// make a run unclean: they are counted on their own, to be judged.
+    /// No failed request or stream, and every scheduled request started and
+    /// finished. Requests refused unprocessed and resent (`refused_resent`)
+    /// and WebSocket messages resent after a server's close
+    /// (`resent_after_close`) do not make a run unclean: they are counted on
+    /// their own, to be judged.
     pub fn is_clean(&self) -> bool {
-        self.failures == 0 && self.outcomes.aborted == 0 && self.not_started == 0
+        self.failures == 0
+            && self.stream_failures == 0
+            && self.outcomes.aborted == 0
+            && self.not_started == 0
     }
 
     /// One line of JSON, as the binary prints it.
@@ -282,6 +297,165 @@ pub struct ErrorSample {
     pub message: String,
 }
 
+/// The long-lived clients of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streams {
+    /// `GET /events` readers (Server-Sent Events).
+    pub sse: StreamReport,
+    /// `GET /ws` echo clients (WebSocket).
+    pub ws: StreamReport,
+}
+
+impl Streams {
+    /// Failed streams of both kinds.
+    pub fn failed(&self) -> u64 {
+        self.sse.failed + self.ws.failed
+    }
+}
+
+/// One kind of long-lived client. A client holds one stream at a time and
+/// opens the next when it ends, until the run ends. Invariant: `opened ==
+/// ended_clean + closed_by_client + failures.after_open()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamReport {
+    /// Clients configured.
+    pub clients: u64,
+    /// Streams opened (SSE: a 200 `text/event-stream` head; WebSocket: a
+    /// completed handshake).
+    pub opened: u64,
+    /// Streams the server ended cleanly (SSE: its `shutdown` event, then the
+    /// end of the body; WebSocket: a close frame with 1000 or 1001).
+    pub ended_clean: u64,
+    /// Streams still open when the run ended, closed by the client.
+    pub closed_by_client: u64,
+    /// New streams opened after a clean end (to another replica, in a
+    /// rollout). Not a failure.
+    pub reconnects: u64,
+    /// Failed attempts and streams: the sum of `failures`.
+    pub failed: u64,
+    /// Failures by cause.
+    pub failures: StreamFailures,
+    /// SSE: `tick` events received.
+    pub events: u64,
+    /// WebSocket: messages sent (resends included).
+    pub messages_sent: u64,
+    /// WebSocket: messages echoed back.
+    pub messages_echoed: u64,
+    /// WebSocket: messages not yet echoed when the server closed cleanly,
+    /// sent again on the next stream (where they must be echoed). Not a
+    /// failure.
+    pub resent_after_close: u64,
+    /// SSE: streams per replica, as named by their events.
+    pub served_by: BTreeMap<String, u64>,
+    /// The first failures' messages, verbatim.
+    pub errors: Vec<StreamErrorSample>,
+}
+
+/// Why a stream, or an attempt to open one, failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFailure {
+    /// The TCP connect was refused.
+    ConnectRefused,
+    /// The TCP connect failed otherwise.
+    ConnectError,
+    /// The server answered with another status than 200 (SSE) or 101
+    /// (WebSocket).
+    Status,
+    /// No stream was opened for another reason: the connection broke or
+    /// timed out before the response head, the head was not a stream's
+    /// (SSE: not `text/event-stream`), or the WebSocket handshake failed.
+    Handshake,
+    /// The connection of an open stream broke.
+    Reset,
+    /// The stream ended without its final event or close frame.
+    Truncated,
+    /// The server closed a WebSocket with another code than 1000 or 1001.
+    CloseCode,
+    /// A message sent was not echoed within the timeout.
+    Unechoed,
+    /// An open stream went quiet: no event within the timeout.
+    Stalled,
+    /// The server sent something the client cannot read on an open stream:
+    /// a bad event, a wrong echo.
+    Malformed,
+}
+
+/// Failures per cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFailures {
+    /// See [`StreamFailure::ConnectRefused`].
+    pub connect_refused: u64,
+    /// See [`StreamFailure::ConnectError`].
+    pub connect_error: u64,
+    /// See [`StreamFailure::Status`].
+    pub status: u64,
+    /// See [`StreamFailure::Handshake`].
+    pub handshake: u64,
+    /// See [`StreamFailure::Reset`].
+    pub reset: u64,
+    /// See [`StreamFailure::Truncated`].
+    pub truncated: u64,
+    /// See [`StreamFailure::CloseCode`].
+    pub close_code: u64,
+    /// See [`StreamFailure::Unechoed`].
+    pub unechoed: u64,
+    /// See [`StreamFailure::Stalled`].
+    pub stalled: u64,
+    /// See [`StreamFailure::Malformed`].
+    pub malformed: u64,
+}
+
+impl StreamFailures {
+    /// Counts one failure.
+    pub fn add(&mut self, cause: StreamFailure) {
+        let n = match cause {
+            StreamFailure::ConnectRefused => &mut self.connect_refused,
+            StreamFailure::ConnectError => &mut self.connect_error,
+            StreamFailure::Status => &mut self.status,
+            StreamFailure::Handshake => &mut self.handshake,
+            StreamFailure::Reset => &mut self.reset,
+            StreamFailure::Truncated => &mut self.truncated,
+            StreamFailure::CloseCode => &mut self.close_code,
+            StreamFailure::Unechoed => &mut self.unechoed,
+            StreamFailure::Stalled => &mut self.stalled,
+            StreamFailure::Malformed => &mut self.malformed,
+        };
+        *n += 1;
+    }
+
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.before_open() + self.after_open()
+    }
+
+    /// Failed attempts to open a stream (no stream was opened).
+    pub fn before_open(&self) -> u64 {
+        self.connect_refused + self.connect_error + self.status + self.handshake
+    }
+
+    /// Opened streams that failed.
+    pub fn after_open(&self) -> u64 {
+        self.reset
+            + self.truncated
+            + self.close_code
+            + self.unechoed
+            + self.stalled
+            + self.malformed
+    }
+}
+
+/// A stream failure's message, verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamErrorSample {
+    /// When it failed, Unix milliseconds.
+    pub at_unix_ms: u64,
+    /// The cause.
+    pub cause: StreamFailure,
+    /// What happened.
+    pub message: String,
+}
+
 /// A live snapshot (`--progress`, `GET /progress`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
@@ -301,6 +475,12 @@ pub struct Progress {
     pub late_start: u64,
     /// All outcomes so far.
     pub outcomes: Outcomes,
+    /// Long-lived streams open now (both kinds).
+    #[serde(default)]
+    pub streams_open: u64,
+    /// Failed streams so far (both kinds).
+    #[serde(default)]
+    pub stream_failures: u64,
     /// A stop was requested.
     pub stopping: bool,
     /// The run has ended (the report is being or has been written).

@@ -14,7 +14,7 @@ use crate::mix::{Mode, Plan, Route};
 use crate::outcome::{Kind, Outcome};
 use crate::report::{
     Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
-    Report, RouteReport, Routes, Second, StopReason,
+    Report, RouteReport, Routes, Second, StopReason, Streams,
 };
 
 /// Latencies above an hour are clamped (timeouts are far shorter).
@@ -262,6 +262,9 @@ impl Recorder {
             failures: s.outcomes.failures(),
             late_start: s.late_start,
             outcomes: s.outcomes.clone(),
+            // The long-lived clients keep books of their own.
+            streams_open: 0,
+            stream_failures: 0,
             stopping,
             done: s.done,
         }
@@ -311,6 +314,9 @@ impl Recorder {
             served_by: s.served_by.clone(),
             timeline: s.timeline.clone(),
             errors: s.errors.clone(),
+            // The long-lived clients keep books of their own.
+            streams: Streams::default(),
+            stream_failures: 0,
         }
     }
 }

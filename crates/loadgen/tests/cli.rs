@@ -243,6 +243,30 @@ fn invalid_flags_exit_2_naming_the_problem() {
             ][..],
             "it cannot be used with --h2-fraction",
         ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--ws-clients",
+                "1",
+                "--stream-interval",
+                "5ms",
+            ][..],
+            "stream interval must be between 10ms and 60s",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--sse-clients",
+                "many",
+            ][..],
+            "--sse-clients",
+        ),
     ] {
         let out = loadgen(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_h2;
+pub mod fake_streams;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
