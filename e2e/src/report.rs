@@ -10,6 +10,32 @@ use plotters::prelude::*;
 use crate::timeline::RunRecord;
 use crate::verdict;
 
+/// A stream report's failures, with their causes when there are any.
+fn stream_failures(s: &loadgen::StreamReport) -> String {
+    let f = &s.failures;
+    let causes: Vec<String> = [
+        ("connect refused", f.connect_refused),
+        ("connect error", f.connect_error),
+        ("status", f.status),
+        ("handshake", f.handshake),
+        ("reset", f.reset),
+        ("truncated", f.truncated),
+        ("close code", f.close_code),
+        ("unechoed", f.unechoed),
+        ("stalled", f.stalled),
+        ("malformed", f.malformed),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(name, n)| format!("{name} {n}"))
+    .collect();
+    if causes.is_empty() {
+        s.failed.to_string()
+    } else {
+        format!("{} ({})", s.failed, causes.join(", "))
+    }
+}
+
 /// Writes `<dir>/<label>.json` and `<dir>/<label>.svg`; returns their paths.
 pub fn write(record: &RunRecord, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir)?;
@@ -116,6 +142,26 @@ pub fn summary(record: &RunRecord) -> String {
             p.report.outcomes.ok,
             p.report.outcomes.refused_resent,
             failed_by_kind(&p.report.outcomes)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>8} {:>8} {:>8} {:>8}  failed",
+        "long-lived streams", "opened", "clean", "reconn", "at end"
+    );
+    for (name, st) in verdict::streams::kinds(load) {
+        if st.clients == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "    {:<26} {:>8} {:>8} {:>8} {:>8}  {}",
+            format!("{name} ({} clients)", st.clients),
+            st.opened,
+            st.ended_clean,
+            st.reconnects,
+            st.closed_by_client,
+            stream_failures(st)
         );
     }
     let _ = writeln!(out, "  replicas:");

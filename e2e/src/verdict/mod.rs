@@ -1,5 +1,7 @@
 //! The assertions, shared by both backends: what a rollout run must show.
 
+pub mod streams;
+
 use std::fmt;
 
 use loadgen::{ModeReport, Outcomes, Report};
@@ -154,7 +156,10 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
     );
     match expect {
         Expect::NoFailures => {
-            verdict.push("no failed request", report.is_clean(), overall);
+            // Streams are judged on their own, below.
+            let requests_clean =
+                report.failures == 0 && report.outcomes.aborted == 0 && report.not_started == 0;
+            verdict.push("no failed request", requests_clean, overall);
             for p in &protocols {
                 let (sent, o) = (p.report.sent, &p.report.outcomes);
                 verdict.push(
@@ -211,6 +216,7 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
 pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar: Bar) -> Verdict {
     let mut verdict = Verdict::default();
     judge_load(report, expect, &mut verdict);
+    streams::judge(report, expect, &mut verdict);
 
     verdict.push(
         "old replicas terminated",
