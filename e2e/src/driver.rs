@@ -135,3 +135,151 @@ async fn roll<B: Backend>(backend: &mut B, rollouts: u32) -> Result<Vec<RolloutS
     }
     Ok(spans)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::verdict::fixtures;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        scenario: Scenario,
+    }
+
+    /// Notes each call with the (paused) time it came at.
+    struct Fake {
+        began: Instant,
+        calls: Vec<(u64, String)>,
+    }
+
+    impl Fake {
+        fn note(&mut self, call: String) {
+            let at = self.began.elapsed().as_millis() as u64;
+            self.calls.push((at, call));
+        }
+    }
+
+    /// One replica of generation 0, terminated.
+    fn replica() -> ReplicaRecord {
+        ReplicaRecord {
+            name: "lameduck-abc".to_owned(),
+            generation: 0,
+            started_ms: 0,
+            ready_ms: Some(100),
+            terminating_ms: Some(1000),
+            sigterm_ms: Some(1000),
+            exited_ms: Some(1500),
+            exit_code: Some(0),
+            killed: false,
+            aborted_requests: Some(0),
+        }
+    }
+
+    impl Backend for Fake {
+        const NAME: &'static str = "fake";
+        type Load = ();
+
+        async fn start_load(&mut self) -> Result<()> {
+            self.note("start_load".to_owned());
+            Ok(())
+        }
+
+        fn progress(
+            &self,
+            (): &(),
+        ) -> impl Fn() -> (loadgen::Progress, Vec<String>) + Send + 'static {
+            || (loadgen::Progress::default(), Vec::new())
+        }
+
+        async fn roll(&mut self, generation: u32) -> Result<()> {
+            self.note(format!("roll {generation}"));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(())
+        }
+
+        async fn wait_old_gone(&mut self) -> Result<()> {
+            self.note("wait_old_gone".to_owned());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        }
+
+        async fn stop_load(&mut self, (): ()) -> Result<loadgen::Report> {
+            self.note("stop_load".to_owned());
+            Ok(fixtures::report(&[(0, 2000, &[("lameduck-abc", 1500)])], 0))
+        }
+
+        fn observed(&mut self) -> Observed {
+            self.note("observed".to_owned());
+            Observed {
+                replicas: vec![replica()],
+                ..Observed::default()
+            }
+        }
+
+        async fn checks(
+            &mut self,
+            terminations: &[Termination],
+            expect: Expect,
+        ) -> Result<Vec<Check>> {
+            self.note(format!("checks {} {expect:?}", terminations.len()));
+            Ok(vec![Check {
+                name: "the backend's own".to_owned(),
+                passed: true,
+                detail: String::new(),
+            }])
+        }
+
+        fn settings(&self) -> Vec<(String, String)> {
+            vec![("backend".to_owned(), "fake".to_owned())]
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn plays_the_sequence_and_assembles_the_record() {
+        let scenario = Cli::parse_from(["e2e", "--rollouts=2", "--warmup=2s"]).scenario;
+        let mut fake = Fake {
+            began: Instant::now(),
+            calls: Vec::new(),
+        };
+        let record = run(&mut fake, "demo", Expect::NoFailures, &scenario)
+            .await
+            .unwrap();
+
+        // Warm-up 2 s, each rollout 3 s + 2 s, steady state 1 s.
+        let calls: Vec<(u64, &str)> = fake.calls.iter().map(|(t, c)| (*t, c.as_str())).collect();
+        assert_eq!(
+            calls,
+            [
+                (0, "start_load"),
+                (2000, "roll 1"),
+                (5000, "wait_old_gone"),
+                (7000, "roll 2"),
+                (10_000, "wait_old_gone"),
+                (13_000, "stop_load"),
+                (13_000, "observed"),
+                (13_000, "checks 1 NoFailures"),
+            ]
+        );
+        assert_eq!((record.label.as_str(), record.backend), ("demo", "fake"));
+        assert_eq!(record.expect, Expect::NoFailures);
+        assert_eq!(record.rollouts.len(), 2);
+        assert_eq!(record.replicas.len(), 1);
+        let mut settings = vec![("backend".to_owned(), "fake".to_owned())];
+        settings.extend(scenario.settings());
+        assert_eq!(record.settings, settings);
+        // The shared checks first, then the backend's.
+        let terminations = [replica().termination().unwrap()];
+        let mut verdict = verdict::judge(
+            &record.load,
+            &terminations,
+            Expect::NoFailures,
+            scenario.bar(),
+        );
+        verdict.push("the backend's own", true, "");
+        assert_eq!(record.verdict, verdict);
+    }
+}
