@@ -14,6 +14,7 @@
 #![allow(unreachable_pub)]
 
 mod cluster;
+mod driver;
 mod http;
 mod local;
 mod progress;

@@ -28,11 +28,12 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostPar
 use kube::config::KubeConfigOptions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::task::JoinHandle;
 
-use crate::progress::Progress;
+use crate::driver::{self, Backend, Observed};
 use crate::scenario::Scenario;
-use crate::timeline::{RolloutSpan, RunRecord, unix_ms};
-use crate::verdict::{self, Expect, Verdict};
+use crate::timeline::{RunRecord, unix_ms};
+use crate::verdict::{Check, Expect, Termination, Verdict};
 use api::{Proxy, explain_pods, retry};
 use pods::Pods;
 use rollout::Rollout;
@@ -93,37 +94,93 @@ struct Shared {
 
 /// Installs the chart with this run's values, rolls it under load, judges.
 pub async fn run(args: ClusterArgs) -> Result<RunRecord> {
-    let client = connect(args.context.as_deref()).await?;
-    helm_upgrade(&args, &client).await?;
-    let ns = &args.namespace;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
-    let selector = selector_of(&deployment)?;
-    let grace = grace_of(&deployment);
-    // Internal: an upgrade that changed the pod template rolled the
-    // Deployment; its old pods must not count as this run's terminations.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    wait_until_none_terminating(&pods, &selector).await?;
+    let (label, expect, scenario) = (args.label.clone(), args.expect, args.scenario.clone());
+    let mut release = Release::install(args).await?;
+    driver::run(&mut release, &label, expect, &scenario).await
+}
 
-    let shared = Arc::new(Shared {
-        pods: Mutex::new(Pods::default()),
-        routed: Mutex::new(Vec::new()),
-        generation: AtomicU32::new(0),
-    });
-    let watching = tokio::spawn(watch_pods(
-        client.clone(),
-        ns.clone(),
-        selector,
-        Arc::clone(&shared),
-    ));
-    let sampling = tokio::spawn(sample_routed(Arc::clone(&shared)));
+/// The release under test, its pods followed by a watch.
+struct Release {
+    args: ClusterArgs,
+    client: Client,
+    deployments: Api<Deployment>,
+    /// The pods' terminationGracePeriodSeconds.
+    grace: i64,
+    shared: Arc<Shared>,
+    watching: JoinHandle<()>,
+    sampling: JoinHandle<()>,
+    /// The pods as the watch last saw them, once the load stopped.
+    pods: Pods,
+}
 
-    let load = LoadJob::start(&client, &args).await?;
-    let latest = Arc::new(Mutex::new(loadgen::Progress::default()));
-    let polling = tokio::spawn(poll_progress(load.control.clone(), Arc::clone(&latest)));
-    let progress = Progress::spawn({
-        let shared = Arc::clone(&shared);
-        let latest = Arc::clone(&latest);
+impl Release {
+    /// Installs the chart and starts following its pods.
+    async fn install(args: ClusterArgs) -> Result<Self> {
+        let client = connect(args.context.as_deref()).await?;
+        helm_upgrade(&args, &client).await?;
+        let ns = &args.namespace;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
+        let selector = selector_of(&deployment)?;
+        let grace = grace_of(&deployment);
+        // Internal: an upgrade that changed the pod template rolled the
+        // Deployment; its old pods must not count as this run's terminations.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        wait_until_none_terminating(&pods, &selector).await?;
+
+        let shared = Arc::new(Shared {
+            pods: Mutex::new(Pods::default()),
+            routed: Mutex::new(Vec::new()),
+            generation: AtomicU32::new(0),
+        });
+        let watching = tokio::spawn(watch_pods(
+            client.clone(),
+            ns.clone(),
+            selector,
+            Arc::clone(&shared),
+        ));
+        let sampling = tokio::spawn(sample_routed(Arc::clone(&shared)));
+        Ok(Self {
+            args,
+            client,
+            deployments,
+            grace,
+            shared,
+            watching,
+            sampling,
+            pods: Pods::default(),
+        })
+    }
+}
+
+/// The load generator's Job, and its progress as last polled.
+struct Load {
+    job: LoadJob,
+    latest: Arc<Mutex<loadgen::Progress>>,
+    polling: JoinHandle<()>,
+}
+
+impl Backend for Release {
+    const NAME: &'static str = "cluster";
+    type Load = Load;
+
+    async fn start_load(&mut self) -> Result<Load> {
+        let job = LoadJob::start(&self.client, &self.args).await?;
+        let latest = Arc::new(Mutex::new(loadgen::Progress::default()));
+        let polling = tokio::spawn(poll_progress(job.control.clone(), Arc::clone(&latest)));
+        Ok(Load {
+            job,
+            latest,
+            polling,
+        })
+    }
+
+    fn progress(
+        &self,
+        load: &Load,
+    ) -> impl Fn() -> (loadgen::Progress, Vec<String>) + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        let latest = Arc::clone(&load.latest);
         move || {
             let pods = shared.pods.lock().unwrap();
             let states = pods
@@ -134,76 +191,64 @@ pub async fn run(args: ClusterArgs) -> Result<RunRecord> {
                 .collect();
             (latest.lock().unwrap().clone(), states)
         }
-    });
-    let started_ms = unix_ms();
-
-    tokio::time::sleep(args.scenario.warmup).await;
-    let mut spans = Vec::new();
-    for round in 1..=args.scenario.rollouts {
-        shared.generation.store(round, Ordering::Relaxed);
-        let started = unix_ms();
-        restart(&deployments, &args.release, round).await?;
-        let completed = wait_for_rollout(&deployments, &args.release).await?;
-        wait_for_old_pods(&shared.pods).await?;
-        spans.push(RolloutSpan {
-            started_ms: started,
-            completed_ms: completed,
-            old_gone_ms: unix_ms(),
-        });
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let report = load.finish(&client, ns).await?;
-    progress.stop();
-    polling.abort();
-    watching.abort();
-    sampling.abort();
-    let finished_ms = unix_ms();
-
-    let pods = std::mem::take(&mut *shared.pods.lock().unwrap());
-    let replicas = pods.records();
-    let terminations: Vec<_> = replicas
-        .iter()
-        .filter_map(crate::timeline::ReplicaRecord::termination)
-        .collect();
-    let mut verdict = verdict::judge(&report, &terminations, args.expect, args.scenario.bar());
-    check_pods(&pods, &terminations, args.expect, &mut verdict);
-    // The negative control's pods live a fraction of a second after their
-    // deletion: nothing can be asked to scrape them.
-    if let Some(spec) = args
-        .prometheus
-        .as_ref()
-        .filter(|_| args.expect == Expect::NoFailures)
-    {
-        let prometheus = prometheus::Prometheus::new(client.clone(), spec)?;
-        prometheus::check(&prometheus, &terminations, &mut verdict).await?;
     }
 
-    let mut settings = vec![
-        ("values".to_owned(), args.values.display().to_string()),
-        ("image".to_owned(), args.image.clone()),
-        ("grace period".to_owned(), format!("{grace}s")),
-        (
-            "load generator".to_owned(),
-            format!("Job {} → {}", load.name, load.target),
-        ),
-    ];
-    settings.extend(args.scenario.settings());
-    let routed = std::mem::take(&mut *shared.routed.lock().unwrap());
-    Ok(RunRecord {
-        label: args.label,
-        backend: "cluster",
-        expect: args.expect,
-        settings,
-        started_ms,
-        finished_ms,
-        rollouts: spans,
-        replicas,
-        routed,
-        transitions: pods.transitions,
-        load: report,
-        verdict,
-    })
+    async fn roll(&mut self, generation: u32) -> Result<()> {
+        self.shared.generation.store(generation, Ordering::Relaxed);
+        restart(&self.deployments, &self.args.release, generation).await?;
+        wait_for_rollout(&self.deployments, &self.args.release).await
+    }
+
+    async fn wait_old_gone(&mut self) -> Result<()> {
+        wait_for_old_pods(&self.shared.pods).await
+    }
+
+    async fn stop_load(&mut self, load: Load) -> Result<loadgen::Report> {
+        let report = load.job.finish(&self.client, &self.args.namespace).await?;
+        load.polling.abort();
+        self.watching.abort();
+        self.sampling.abort();
+        Ok(report)
+    }
+
+    fn observed(&mut self) -> Observed {
+        self.pods = std::mem::take(&mut *self.shared.pods.lock().unwrap());
+        Observed {
+            replicas: self.pods.records(),
+            routed: std::mem::take(&mut *self.shared.routed.lock().unwrap()),
+            transitions: std::mem::take(&mut self.pods.transitions),
+        }
+    }
+
+    async fn checks(&mut self, terminations: &[Termination], expect: Expect) -> Result<Vec<Check>> {
+        let mut verdict = Verdict::default();
+        check_pods(&self.pods, terminations, expect, &mut verdict);
+        // The negative control's pods live a fraction of a second after their
+        // deletion: nothing can be asked to scrape them.
+        if let Some(spec) = self
+            .args
+            .prometheus
+            .as_ref()
+            .filter(|_| expect == Expect::NoFailures)
+        {
+            let prometheus = prometheus::Prometheus::new(self.client.clone(), spec)?;
+            prometheus::check(&prometheus, terminations, &mut verdict).await?;
+        }
+        Ok(verdict.checks)
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let args = &self.args;
+        vec![
+            ("values".to_owned(), args.values.display().to_string()),
+            ("image".to_owned(), args.image.clone()),
+            ("grace period".to_owned(), format!("{}s", self.grace)),
+            (
+                "load generator".to_owned(),
+                format!("Job {} → {}", args.job_name(), args.service_target()),
+            ),
+        ]
+    }
 }
 
 async fn connect(context: Option<&str>) -> Result<Client> {
@@ -217,12 +262,7 @@ async fn connect(context: Option<&str>) -> Result<Client> {
 }
 
 /// What the watch and the pod proxy showed of each terminated pod.
-fn check_pods(
-    pods: &Pods,
-    terminations: &[verdict::Termination],
-    expect: Expect,
-    verdict: &mut Verdict,
-) {
+fn check_pods(pods: &Pods, terminations: &[Termination], expect: Expect, verdict: &mut Verdict) {
     for t in terminations {
         let Some(seen) = pods.seen.get(&t.name) else {
             continue;
@@ -324,13 +364,13 @@ async fn restart(deployments: &Api<Deployment>, name: &str, round: u32) -> Resul
     Ok(())
 }
 
-/// Waits like `kubectl rollout status`; returns when it completed.
-async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<u64> {
+/// Waits like `kubectl rollout status`.
+async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
     loop {
         let deployment = retry("get the Deployment", || deployments.get(name)).await?;
         match rollout::status(&deployment) {
-            Rollout::Complete => return Ok(unix_ms()),
+            Rollout::Complete => return Ok(()),
             Rollout::Failed(why) => bail!("rollout failed: {why}"),
             Rollout::Waiting(why) if tokio::time::Instant::now() > deadline => {
                 bail!("rollout did not complete within {ROLLOUT_TIMEOUT:?}: {why}")
@@ -429,10 +469,21 @@ async fn poll_progress(control: Proxy, latest: Arc<Mutex<loadgen::Progress>>) {
     }
 }
 
+impl ClusterArgs {
+    /// The load generator's Job.
+    fn job_name(&self) -> String {
+        format!("{}-loadgen-{}", self.release, self.label)
+    }
+
+    /// The Service, as the load generator's target.
+    fn service_target(&self) -> String {
+        format!("{}.{}.svc.cluster.local:80", self.release, self.namespace)
+    }
+}
+
 /// The load generator, running as a Job in the cluster.
 struct LoadJob {
     name: String,
-    target: String,
     pod: String,
     control: Proxy,
 }
@@ -443,11 +494,11 @@ impl LoadJob {
         let ns = &args.namespace;
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let name = format!("{}-loadgen-{}", args.release, args.label);
+        let name = args.job_name();
         let by_job = format!("job-name={name}");
         let _ = jobs.delete(&name, &DeleteParams::background()).await;
         wait_until_gone(&pods, &by_job).await?;
-        let target = format!("{}.{ns}.svc.cluster.local:80", args.release);
+        let target = args.service_target();
         // The Job would only say so in its log.
         args.scenario
             .load(&target)
@@ -469,12 +520,7 @@ impl LoadJob {
             if let Some(pod) = list.items.first().and_then(|p| p.metadata.name.clone()) {
                 let control = Proxy::pod(client.clone(), ns, &pod, job::CONTROL_PORT);
                 if control.get_once("/progress").await.is_ok() {
-                    return Ok(Self {
-                        name,
-                        target,
-                        pod,
-                        control,
-                    });
+                    return Ok(Self { name, pod, control });
                 }
             }
             tokio::time::sleep(POLL).await;

@@ -14,12 +14,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use loadgen::LoadGen;
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::progress::Progress;
+use crate::driver::{self, Backend, Observed};
 use crate::scenario::Scenario;
-use crate::timeline::{ReplicaRecord, RolloutSpan, RunRecord, unix_ms};
-use crate::verdict::{self, Expect, Verdict};
+use crate::timeline::{ReplicaRecord, RunRecord, unix_ms};
+use crate::verdict::{Check, Expect, Termination, Verdict};
 use crate::workload::Workload;
 use prometheus::Prometheus;
 use proxy::ServiceProxy;
@@ -71,9 +72,40 @@ struct Cluster {
     tracked: Arc<Mutex<Vec<Tracked>>>,
     /// Scrape targets: replicas until their process is gone.
     targets: Arc<Mutex<Vec<(String, std::net::SocketAddr)>>>,
+    /// Replicas deleted during the rollout under way, until they are gone.
+    terminations: JoinSet<Result<()>>,
+    /// Endpoints the proxy routed to, sampled every second.
+    routed: Arc<Mutex<Vec<(u64, usize)>>>,
 }
 
 impl Cluster {
+    /// Prometheus, the Service and the replicas of generation 0, ready.
+    async fn start(args: LocalArgs) -> Result<Self> {
+        let rendered = std::fs::read_to_string(&args.rendered)
+            .with_context(|| format!("cannot read {}", args.rendered.display()))?;
+        let workload = Workload::from_rendered(&rendered)?;
+        let prometheus = Prometheus::start(
+            &args.prometheus,
+            &args.out.join(format!("{}-prometheus", args.label)),
+        )
+        .await?;
+        let mut cluster = Self {
+            workload,
+            proxy: ServiceProxy::start().await?,
+            prometheus,
+            active: Vec::new(),
+            tracked: Arc::default(),
+            targets: Arc::default(),
+            terminations: JoinSet::new(),
+            routed: Arc::default(),
+            args,
+        };
+        for index in 0..cluster.workload.replicas as usize {
+            cluster.start_replica(0, index).await?;
+        }
+        Ok(cluster)
+    }
+
     /// Starts a pod of `generation`, waits for readiness, adds its endpoint.
     async fn start_replica(&mut self, generation: u32, index: usize) -> Result<()> {
         let name = format!("lameduck-r{generation}-{index}");
@@ -98,12 +130,12 @@ impl Cluster {
 
     /// Deletes a pod: endpoint removal (after the lag) and the kubelet's
     /// termination start together.
-    fn delete(&mut self, replica: Replica, terminations: &mut JoinSet<Result<()>>) {
+    fn delete(&mut self, replica: Replica) {
         self.proxy.remove_after(&replica.name, self.args.lag);
         let (pre_stop, grace) = (self.workload.pre_stop, self.workload.grace);
         let targets = Arc::clone(&self.targets);
         let name = replica.name.clone();
-        terminations.spawn(async move {
+        self.terminations.spawn(async move {
             replica.terminate(pre_stop, grace).await?;
             targets.lock().unwrap().retain(|(n, _)| *n != name);
             Ok(())
@@ -113,41 +145,41 @@ impl Cluster {
 
 /// Runs the scenario once and judges it.
 pub async fn run(args: LocalArgs) -> Result<RunRecord> {
-    let rendered = std::fs::read_to_string(&args.rendered)
-        .with_context(|| format!("cannot read {}", args.rendered.display()))?;
-    let workload = Workload::from_rendered(&rendered)?;
-    let prometheus = Prometheus::start(
-        &args.prometheus,
-        &args.out.join(format!("{}-prometheus", args.label)),
-    )
-    .await?;
-    let mut cluster = Cluster {
-        workload: workload.clone(),
-        proxy: ServiceProxy::start().await?,
-        prometheus,
-        active: Vec::new(),
-        tracked: Arc::default(),
-        targets: Arc::default(),
-        args,
-    };
-    let scenario = cluster.args.scenario.clone();
-    for index in 0..workload.replicas as usize {
-        cluster.start_replica(0, index).await?;
+    let (label, expect, scenario) = (args.label.clone(), args.expect, args.scenario.clone());
+    let mut cluster = Cluster::start(args).await?;
+    driver::run(&mut cluster, &label, expect, &scenario).await
+}
+
+/// The load generator, in this process.
+struct Load {
+    handle: loadgen::Handle,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<loadgen::Report, loadgen::Error>>,
+}
+
+impl Backend for Cluster {
+    const NAME: &'static str = "local";
+    type Load = Load;
+
+    async fn start_load(&mut self) -> Result<Load> {
+        let load = LoadGen::new(self.args.scenario.load(&self.proxy.addr.to_string())).await?;
+        let handle = load.handle();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(load.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(Load { handle, stop, task })
     }
 
-    let load = LoadGen::new(scenario.load(&cluster.proxy.addr.to_string())).await?;
-    let handle = load.handle();
-    let started_ms = unix_ms();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let load = tokio::spawn(load.run(async {
-        let _ = stopped.await;
-    }));
-    let routed = Arc::new(Mutex::new(Vec::new()));
-    let progress = Progress::spawn({
-        let tracked = Arc::clone(&cluster.tracked);
-        let routed_log = Arc::clone(&routed);
-        let proxy_routed = cluster.proxy.routed();
-        let handle = handle.clone();
+    fn progress(
+        &self,
+        load: &Load,
+    ) -> impl Fn() -> (loadgen::Progress, Vec<String>) + Send + 'static {
+        let tracked = Arc::clone(&self.tracked);
+        let routed_log = Arc::clone(&self.routed);
+        let proxy_routed = self.proxy.routed();
+        let handle = load.handle.clone();
+        // The routed endpoints are sampled with the progress line, once a second.
         move || {
             let routed_now = proxy_routed.names();
             routed_log
@@ -164,106 +196,89 @@ pub async fn run(args: LocalArgs) -> Result<RunRecord> {
                 .collect::<Vec<_>>();
             (handle.progress(), replicas)
         }
-    });
+    }
 
-    tokio::time::sleep(scenario.warmup).await;
-    let mut spans = Vec::new();
-    for generation in 1..=scenario.rollouts {
-        let started = unix_ms();
-        let mut terminations = JoinSet::new();
-        let old = std::mem::take(&mut cluster.active);
+    async fn roll(&mut self, generation: u32) -> Result<()> {
+        let old = std::mem::take(&mut self.active);
         // maxSurge 1, maxUnavailable 0: one new replica, available, then one
         // old replica deleted; the controller does not wait for it to exit.
         for (index, replica) in old.into_iter().enumerate() {
-            cluster.start_replica(generation, index).await?;
-            tokio::time::sleep(workload.min_ready).await;
-            cluster.delete(replica, &mut terminations);
+            self.start_replica(generation, index).await?;
+            tokio::time::sleep(self.workload.min_ready).await;
+            self.delete(replica);
         }
-        let completed = unix_ms();
-        while let Some(done) = terminations.join_next().await {
+        Ok(())
+    }
+
+    async fn wait_old_gone(&mut self) -> Result<()> {
+        while let Some(done) = self.terminations.join_next().await {
             done??;
         }
-        cluster
-            .prometheus
-            .set_targets(&cluster.targets.lock().unwrap())?;
-        spans.push(RolloutSpan {
-            started_ms: started,
-            completed_ms: completed,
-            old_gone_ms: unix_ms(),
-        });
+        self.prometheus.set_targets(&self.targets.lock().unwrap())
     }
-    // A little steady state after the last old replica is gone.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _ = stop.send(());
-    let report = load.await.context("load generator panicked")??;
-    progress.stop();
-    let finished_ms = unix_ms();
 
-    let replicas: Vec<ReplicaRecord> = cluster
-        .tracked
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|t| record_of(t, &t.events.lock().unwrap()))
-        .collect();
-    let terminations: Vec<_> = replicas
-        .iter()
-        .filter_map(ReplicaRecord::termination)
-        .collect();
-    let mut verdict = verdict::judge(&report, &terminations, cluster.args.expect, scenario.bar());
-    if cluster.args.expect == Expect::NoFailures {
-        check_prometheus(&cluster.prometheus, &terminations, &mut verdict).await?;
+    async fn stop_load(&mut self, load: Load) -> Result<loadgen::Report> {
+        let _ = load.stop.send(());
+        Ok(load.task.await.context("load generator panicked")??)
     }
-    let proxy = cluster.proxy.stats();
 
-    let mut settings = vec![
-        (
-            "manifest".to_owned(),
-            cluster.args.rendered.display().to_string(),
-        ),
-        ("replicas".to_owned(), workload.replicas.to_string()),
-        (
-            "preStop sleep".to_owned(),
-            format!("{:?}", workload.pre_stop),
-        ),
-        ("grace period".to_owned(), format!("{:?}", workload.grace)),
-        (
-            "minReadySeconds".to_owned(),
-            format!("{:?}", workload.min_ready),
-        ),
-        ("server flags".to_owned(), workload.args.join(" ")),
-        (
-            "endpoint removal lag".to_owned(),
-            format!("{:?}", cluster.args.lag),
-        ),
-        (
-            "proxy".to_owned(),
-            format!(
-                "{} connections, {} to a refusing backend, {} with no endpoint, {} reset mid-way by a replica, {} by the client",
-                proxy.connections,
-                proxy.backend_refused,
-                proxy.no_endpoint,
-                proxy.backend_reset,
-                proxy.client_reset
+    fn observed(&mut self) -> Observed {
+        Observed {
+            replicas: self
+                .tracked
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|t| record_of(t, &t.events.lock().unwrap()))
+                .collect(),
+            routed: std::mem::take(&mut *self.routed.lock().unwrap()),
+            transitions: Vec::new(),
+        }
+    }
+
+    async fn checks(&mut self, terminations: &[Termination], expect: Expect) -> Result<Vec<Check>> {
+        let mut verdict = Verdict::default();
+        if expect == Expect::NoFailures {
+            check_prometheus(&self.prometheus, terminations, &mut verdict).await?;
+        }
+        Ok(verdict.checks)
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let (workload, proxy) = (&self.workload, self.proxy.stats());
+        vec![
+            (
+                "manifest".to_owned(),
+                self.args.rendered.display().to_string(),
             ),
-        ),
-    ];
-    settings.extend(scenario.settings());
-    let routed = std::mem::take(&mut *routed.lock().unwrap());
-    Ok(RunRecord {
-        label: cluster.args.label.clone(),
-        backend: "local",
-        expect: cluster.args.expect,
-        settings,
-        started_ms,
-        finished_ms,
-        rollouts: spans,
-        replicas,
-        routed,
-        transitions: Vec::new(),
-        load: report,
-        verdict,
-    })
+            ("replicas".to_owned(), workload.replicas.to_string()),
+            (
+                "preStop sleep".to_owned(),
+                format!("{:?}", workload.pre_stop),
+            ),
+            ("grace period".to_owned(), format!("{:?}", workload.grace)),
+            (
+                "minReadySeconds".to_owned(),
+                format!("{:?}", workload.min_ready),
+            ),
+            ("server flags".to_owned(), workload.args.join(" ")),
+            (
+                "endpoint removal lag".to_owned(),
+                format!("{:?}", self.args.lag),
+            ),
+            (
+                "proxy".to_owned(),
+                format!(
+                    "{} connections, {} to a refusing backend, {} with no endpoint, {} reset mid-way by a replica, {} by the client",
+                    proxy.connections,
+                    proxy.backend_refused,
+                    proxy.no_endpoint,
+                    proxy.backend_reset,
+                    proxy.client_reset
+                ),
+            ),
+        ]
+    }
 }
 
 fn record_of(tracked: &Tracked, events: &Events) -> ReplicaRecord {
@@ -286,7 +301,7 @@ fn record_of(tracked: &Tracked, events: &Events) -> ReplicaRecord {
 /// while it shut down, as pod-role discovery allows).
 async fn check_prometheus(
     prometheus: &Prometheus,
-    terminations: &[verdict::Termination],
+    terminations: &[Termination],
     verdict: &mut Verdict,
 ) -> Result<()> {
     // Let the last scrapes land.
