@@ -676,8 +676,8 @@ fn h2_speed_section(out: &mut String, r: &Results) {
          of each. loadgen runs open loop at {} requests/s, far above what it can send, so \
          that every request is due at once (`loadgen --http2 --h2-conns {} --h2-streams {} \
          --rate {} --max-requests {} --slow-fraction 0`); its rate is the requests answered \
-         with a 2xx over `elapsed_ms` of its report (from the first request to the last \
-         answer). h2load's is the req/s of its `finished in` line (`h2load -c {} -m {} -n {}`, \
+         with a 2xx over `elapsed_ms` of its report (from the start of its schedule to \
+         the last answer). h2load's is the req/s of its `finished in` line (`h2load -c {} -m {} -n {}`, \
          one thread). Both share the machine's {} cores with the server. A run counts only \
          if every request was answered with a 2xx, loadgen's all over HTTP/2; otherwise the \
          figure is unknown and fails `just bench-check`.\n",
