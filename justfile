@@ -139,16 +139,16 @@ _e2e-build:
 _render values:
     python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json
 
-# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics); writes BENCHMARKS.md.
+# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics) and the load generator's HTTP/2 speed against h2load; writes BENCHMARKS.md.
 bench *ARGS: setup-bench
-    cargo build --release --locked -p lameduck-cli -p lameduck-bench
+    cargo build --release --locked -p lameduck-cli -p lameduck-bench -p loadgen
     cargo run --release --locked --quiet -p lameduck-bench -- {{ARGS}}
 
 # Like `bench`, then exit non-zero if a figure misses its goal by more than its measured spread.
 bench-check *ARGS: setup-bench
-    cargo build --release --locked -p lameduck-cli -p lameduck-bench
+    cargo build --release --locked -p lameduck-cli -p lameduck-bench -p loadgen
     cargo run --release --locked --quiet -p lameduck-bench -- --check {{ARGS}}
 
-# Install what the benchmarks need besides Rust (wrk).
+# Install what the benchmarks need besides Rust (wrk; h2load, from nghttp2-client).
 setup-bench:
-    scripts/setup-debian wrk
+    scripts/setup-debian wrk nghttp2-client

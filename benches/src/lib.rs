@@ -1,5 +1,6 @@
 //! Benchmarks lameduck against a bare hyper server in one run: throughput and
-//! latency under wrk, shutdown latency, memory, and `/metrics` rendering. The
+//! latency under wrk, shutdown latency, memory, and `/metrics` rendering; and
+//! the load generator's own HTTP/2 speed against h2load's. The
 //! `lameduck-bench` binary runs them and writes BENCHMARKS.md; `bare-hyper`
 //! is the baseline server.
 //!
@@ -11,7 +12,9 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod baseline;
+pub mod h2load;
 pub mod http;
+pub mod loadgen;
 pub mod machine;
 pub mod measure;
 pub mod process;

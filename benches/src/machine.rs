@@ -16,6 +16,8 @@ pub struct Machine {
     pub rustc: String,
     /// wrk's version line.
     pub wrk: String,
+    /// h2load's version line.
+    pub h2load: String,
     /// The commit measured, `-dirty` when the work tree had changes.
     pub commit: String,
     /// When the run started, UTC.
@@ -23,8 +25,9 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Reads this machine's description; `wrk` is the version line already read.
-    pub fn describe(wrk: String) -> Self {
+    /// Reads this machine's description; `wrk` and `h2load` are the version
+    /// lines already read.
+    pub fn describe(wrk: String, h2load: String) -> Self {
         let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
         Self {
             cpu: cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| "unknown".into()),
@@ -33,6 +36,7 @@ impl Machine {
                 .unwrap_or_else(|| "unknown".into()),
             rustc: command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
             wrk,
+            h2load,
             commit: commit(),
             date: utc_date(SystemTime::now()),
         }

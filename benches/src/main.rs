@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use lameduck_bench::h2load::H2load;
+use lameduck_bench::loadgen::Loadgen;
 use lameduck_bench::machine::{self, Machine};
 use lameduck_bench::measure::{self, Plan};
 use lameduck_bench::report;
@@ -25,7 +27,7 @@ struct Args {
     /// Exit 1 when a figure misses its goal by more than its spread.
     #[arg(long)]
     check: bool,
-    /// A B pairs of wrk runs per connection count.
+    /// A B pairs of runs per connection count, and of loadgen and h2load.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..=100))]
     pairs: u16,
     /// Seconds per wrk run.
@@ -58,6 +60,21 @@ struct Args {
     /// The wrk binary.
     #[arg(long, default_value = "wrk")]
     wrk: PathBuf,
+    /// The load generator's binary; default: next to this one.
+    #[arg(long)]
+    loadgen: Option<PathBuf>,
+    /// The h2load binary (nghttp2-client).
+    #[arg(long, default_value = "h2load")]
+    h2load: PathBuf,
+    /// HTTP/2 connections of loadgen and h2load, for the load generator's speed.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    h2_conns: u32,
+    /// Concurrent streams per HTTP/2 connection (bare hyper takes 200).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=200))]
+    h2_streams: u32,
+    /// Requests per HTTP/2 run of either.
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1_000..=10_000_000))]
+    h2_requests: u64,
 }
 
 fn main() -> ExitCode {
@@ -77,7 +94,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found; build it first (cargo build --release -p lameduck-cli -p lameduck-bench)",
+            "{} not found; build it first (cargo build --release -p lameduck-cli -p lameduck-bench -p loadgen)",
             path.display()
         );
     }
@@ -139,7 +156,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
 
 fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<Results> {
     let wrk = Wrk::new(&args.wrk, scratch, args.wrk_threads)?;
-    let machine = Machine::describe(wrk.version());
+    let h2load = H2load::new(&args.h2load);
+    let machine = Machine::describe(wrk.version(), h2load.version());
     let plan = Plan {
         lameduck: args
             .lameduck
@@ -163,6 +181,16 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
         in_flight: 100,
         metrics_after: args.metrics_after,
         metrics_samples: 200,
+        loadgen: Loadgen::new(
+            &args
+                .loadgen
+                .clone()
+                .map_or_else(|| sibling("loadgen"), Ok)?,
+        ),
+        h2load,
+        h2_conns: args.h2_conns,
+        h2_streams: args.h2_streams,
+        h2_requests: args.h2_requests,
     };
     let load_before = machine::load_average();
     let mut log = |line: &str| println!("{line}");
@@ -174,6 +202,11 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
     let (throughput, metrics) = measure::throughput_and_metrics(&plan, &mut log)?;
     println!("shutdown and memory:");
     let (shutdown, memory) = measure::shutdown_and_memory(&plan, &mut log)?;
+    println!(
+        "load generator, HTTP/2 at full speed (loadgen alone vs h2load, {} connections x {} streams, {} requests a run, A B A B):",
+        plan.h2_conns, plan.h2_streams, plan.h2_requests
+    );
+    let h2_speed = measure::h2_speed(&plan, &mut log)?;
     Ok(Results {
         machine,
         setup: Setup {
@@ -192,5 +225,6 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
         shutdown,
         memory,
         metrics,
+        h2_speed,
     })
 }

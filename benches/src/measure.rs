@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+use crate::h2load::H2load;
 use crate::http::{self, Client};
+use crate::loadgen::Loadgen;
 use crate::process::{self, Exit, REPLICA, Server};
-use crate::results::{Memory, MetricsRender, Pair, Shutdown, Throughput};
+use crate::results::{H2Speed, Memory, MetricsRender, Pair, Shutdown, SpeedPair, Throughput};
 use crate::wrk::Wrk;
 
 /// Longest any single socket operation of the harness may wait.
@@ -59,6 +61,16 @@ pub struct Plan {
     pub metrics_after: u64,
     /// Timed `/metrics` requests.
     pub metrics_samples: usize,
+    /// The load generator.
+    pub loadgen: Loadgen,
+    /// h2load, its HTTP/2 baseline.
+    pub h2load: H2load,
+    /// HTTP/2 connections of both, for the load generator's speed.
+    pub h2_conns: u32,
+    /// Concurrent streams per connection of both.
+    pub h2_streams: u32,
+    /// Requests per run of either.
+    pub h2_requests: u64,
 }
 
 /// lameduck's arguments: free loopback ports, JSON logs, default shutdown settings.
@@ -83,6 +95,24 @@ impl Plan {
 
     fn start_baseline(&self) -> anyhow::Result<Server> {
         Server::start(&self.baseline, &["127.0.0.1:0"])
+    }
+
+    fn start_baseline_h2c(&self) -> anyhow::Result<Server> {
+        Server::start(&self.baseline, &["--h2c", "127.0.0.1:0"])
+    }
+
+    /// loadgen's rate over HTTP/2 at full speed, or why it taught nothing.
+    fn loadgen_h2(&self, addr: SocketAddr, requests: u64) -> anyhow::Result<f64> {
+        self.loadgen
+            .flood_h2(addr, self.h2_conns, self.h2_streams, requests)?
+            .learned()
+    }
+
+    /// h2load's rate with the same connections and streams.
+    fn h2load(&self, addr: SocketAddr, requests: u64) -> anyhow::Result<f64> {
+        self.h2load
+            .run(addr, self.h2_conns, self.h2_streams, requests)?
+            .learned()
     }
 }
 
@@ -144,6 +174,46 @@ pub fn throughput_and_metrics(
         exit.status
     );
     Ok((all, metrics))
+}
+
+/// The load generator's HTTP/2 speed: loadgen alone (A) and h2load (B)
+/// alternating against the bare hyper server speaking h2c, each sending
+/// `h2_requests` requests as fast as it can on the same connections and
+/// streams, after one unrecorded run each of a tenth of that. A run that
+/// taught nothing is recorded as such, and makes the figure unknown.
+pub fn h2_speed(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<H2Speed> {
+    let server = plan.start_baseline_h2c()?;
+    let addr = server.listen;
+    let warmup = (plan.h2_requests / 10).max(1);
+    let _ = plan.loadgen_h2(addr, warmup);
+    let _ = plan.h2load(addr, warmup);
+    let mut speed = H2Speed {
+        conns: plan.h2_conns,
+        streams: plan.h2_streams,
+        requests: plan.h2_requests,
+        ..H2Speed::default()
+    };
+    for i in 1..=plan.pairs {
+        let a = plan.loadgen_h2(addr, plan.h2_requests);
+        let b = plan.h2load(addr, plan.h2_requests);
+        match (a, b) {
+            (Ok(loadgen), Ok(h2load)) => {
+                log(&format!(
+                    "  pair {i}: loadgen {loadgen:.0} req/s, h2load {h2load:.0} req/s, ratio {:.3}",
+                    loadgen / h2load
+                ));
+                speed.pairs.push(SpeedPair { loadgen, h2load });
+            }
+            (a, b) => {
+                for error in [a.err(), b.err()].into_iter().flatten() {
+                    let line = format!("pair {i}: {error:#}");
+                    log(&format!("  {line}"));
+                    speed.unknown.push(line);
+                }
+            }
+        }
+    }
+    Ok(speed)
 }
 
 fn requests_served(server: &Server) -> anyhow::Result<f64> {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::Results;
+use crate::results::{H2Speed, Results};
 use crate::stats::{Goal, Summary, Verdict, judge};
 
 /// How a figure's numbers read.
@@ -16,6 +16,8 @@ pub enum Unit {
     Micros,
     /// Bytes, shown in MiB.
     Bytes,
+    /// Requests per second.
+    PerSecond,
 }
 
 impl Unit {
@@ -26,6 +28,7 @@ impl Unit {
             Unit::Millis => format!("{value:.2} ms"),
             Unit::Micros => format!("{value:.0} µs"),
             Unit::Bytes => format!("{:.1} MiB", value / MIB),
+            Unit::PerSecond => format!("{} req/s", thousands(value.round() as usize)),
         }
     }
 }
@@ -216,7 +219,32 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             baseline: None,
         },
     ]);
+    figures.extend(h2_speed_figures(&r.h2_speed));
     figures
+}
+
+/// The load generator's goal: its HTTP/2 requests per second alone, on
+/// this kind of machine.
+pub const LOADGEN_H2_GOAL: f64 = 20_000.0;
+
+fn h2_speed_figures(h: &H2Speed) -> [Figure; 2] {
+    let settings = format!("{} connections × {} streams", h.conns, h.streams);
+    [
+        Figure {
+            name: format!("Load generator alone, HTTP/2 `GET /` at full speed, {settings}"),
+            unit: Unit::PerSecond,
+            samples: h.samples(|p| p.loadgen),
+            goal: Goal::AtLeast(LOADGEN_H2_GOAL),
+            baseline: baseline(&h.samples(|p| p.h2load), "h2load"),
+        },
+        Figure {
+            name: format!("Load generator / h2load, HTTP/2 `GET /`, {settings}"),
+            unit: Unit::Ratio,
+            samples: h.ratios(),
+            goal: Goal::None,
+            baseline: None,
+        },
+    ]
 }
 
 fn millions(n: f64) -> String {
@@ -277,7 +305,7 @@ pub fn headline(figures: &[Figure]) -> String {
         &mut out,
         &[
             "figure",
-            "lameduck (median)",
+            "median",
             "spread (IQR)",
             "min – max",
             "n",
@@ -335,6 +363,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(out, "| kernel | Linux {} |", m.kernel);
     let _ = writeln!(out, "| rustc | {} |", m.rustc);
     let _ = writeln!(out, "| wrk | {} |", m.wrk);
+    let _ = writeln!(out, "| h2load | {} |", m.h2load);
     let _ = writeln!(out, "| commit | {} |", m.commit);
     let _ = writeln!(
         out,
@@ -373,6 +402,7 @@ pub fn markdown(r: &Results) -> String {
     shutdown_section(&mut out, r);
     memory_section(&mut out, r);
     metrics_section(&mut out, r);
+    h2_speed_section(&mut out, r);
     method_section(&mut out, r);
     out
 }
@@ -633,6 +663,58 @@ fn metrics_section(out: &mut String, r: &Results) {
     out.push('\n');
 }
 
+fn h2_speed_section(out: &mut String, r: &Results) {
+    let h = &r.h2_speed;
+    let _ = writeln!(out, "## Load generator, HTTP/2\n");
+    let _ = writeln!(
+        out,
+        "How fast the load generator of the rollout suite (`crates/loadgen`) sends on its \
+         own, against the bare hyper server speaking h2c only (`bare-hyper --h2c`, hyper's \
+         HTTP/2 defaults), next to h2load (nghttp2's benchmark client, written in C) with the \
+         same settings: {} HTTP/2 connections of at most {} concurrent streams, {} `GET /` \
+         per run, loadgen (A) and h2load (B) alternating A B A B after one unrecorded run \
+         of each. loadgen runs open loop at {} requests/s, far above what it can send, so \
+         that every request is due at once (`loadgen --http2 --h2-conns {} --h2-streams {} \
+         --rate {} --max-requests {} --slow-fraction 0`); its rate is the requests answered \
+         with a 2xx over `elapsed_ms` of its report (from the start of its schedule to \
+         the last answer). h2load's is the req/s of its `finished in` line (`h2load -c {} -m {} -n {}`, \
+         one thread). Both share the machine's {} cores with the server. A run counts only \
+         if every request was answered with a 2xx, loadgen's all over HTTP/2; otherwise the \
+         figure is unknown and fails `just bench-check`.\n",
+        h.conns,
+        h.streams,
+        thousands(h.requests as usize),
+        thousands(crate::loadgen::FLOOD_RATE as usize),
+        h.conns,
+        h.streams,
+        crate::loadgen::FLOOD_RATE,
+        h.requests,
+        h.conns,
+        h.streams,
+        h.requests,
+        r.machine.cores,
+    );
+    header(out, &["pair", "loadgen req/s", "h2load req/s", "ratio"]);
+    for (i, p) in h.pairs.iter().enumerate() {
+        row(
+            out,
+            &[
+                (i + 1).to_string(),
+                format!("{:.0}", p.loadgen),
+                format!("{:.0}", p.h2load),
+                Unit::Ratio.format(p.loadgen / p.h2load),
+            ],
+        );
+    }
+    if !h.unknown.is_empty() {
+        let _ = writeln!(out, "\nRuns that taught nothing:\n");
+        for line in &h.unknown {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    out.push('\n');
+}
+
 fn method_section(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## How it is measured\n");
     let _ = writeln!(
@@ -698,7 +780,9 @@ pub fn console(figures: &[Figure]) -> String {
 mod tests {
     use super::*;
     use crate::machine::Machine;
-    use crate::results::{Memory, MetricsRender, Pair, Results, Setup, Shutdown, Throughput};
+    use crate::results::{
+        H2Speed, Memory, MetricsRender, Pair, Results, Setup, Shutdown, SpeedPair, Throughput,
+    };
     use crate::wrk::Run;
 
     fn run(rps: f64) -> Run {
@@ -719,6 +803,7 @@ mod tests {
                 kernel: "6.1.0".into(),
                 rustc: "rustc 1.95.0".into(),
                 wrk: "wrk 4.1.0".into(),
+                h2load: "h2load nghttp2/1.52.0".into(),
                 commit: "abc".into(),
                 date: "2026-01-01 00:00 UTC".into(),
             },
@@ -768,6 +853,19 @@ mod tests {
                 metrics_us: vec![150.0, 160.0],
                 livez_us: vec![50.0, 50.0],
             },
+            h2_speed: H2Speed {
+                conns: 4,
+                streams: 32,
+                requests: 300_000,
+                pairs: [
+                    (84_000.0, 160_000.0),
+                    (90_000.0, 150_000.0),
+                    (80_000.0, 170_000.0),
+                ]
+                .map(|(loadgen, h2load)| SpeedPair { loadgen, h2load })
+                .to_vec(),
+                unknown: Vec::new(),
+            },
         }
     }
 
@@ -777,6 +875,7 @@ mod tests {
         assert_eq!(Unit::Millis.format(1.234), "1.23 ms");
         assert_eq!(Unit::Micros.format(101.6), "102 µs");
         assert_eq!(Unit::Bytes.format(5.5 * MIB), "5.5 MiB");
+        assert_eq!(Unit::PerSecond.format(84_116.4), "84,116 req/s");
         assert_eq!(thousands(10_000), "10,000");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000_000), "1,000,000");
@@ -785,7 +884,7 @@ mod tests {
     #[test]
     fn a_good_run_meets_every_goal() {
         let figures = figures(&results(1.0));
-        assert_eq!(figures.len(), 12);
+        assert_eq!(figures.len(), 14);
         assert!(failures(&figures).is_empty(), "{:?}", failures(&figures));
         assert_eq!(figures[0].verdict(), Verdict::Meets);
         assert_eq!(
@@ -859,6 +958,61 @@ mod tests {
     }
 
     #[test]
+    fn the_load_generator_is_judged_on_its_http2_rate() {
+        let all = figures(&results(1.0));
+        let (speed, ratio) = (&all[12], &all[13]);
+        assert_eq!(
+            speed.name,
+            "Load generator alone, HTTP/2 `GET /` at full speed, 4 connections × 32 streams"
+        );
+        assert_eq!(speed.verdict(), Verdict::Meets);
+        assert_eq!(speed.summary().unwrap().median, 84_000.0);
+        assert_eq!(speed.baseline.as_ref().map(|b| b.value), Some(160_000.0));
+        assert_eq!(ratio.verdict(), Verdict::NoGoal);
+        assert_eq!(ratio.summary().unwrap().median, 0.525);
+
+        let mut slow = results(1.0);
+        for p in &mut slow.h2_speed.pairs {
+            p.loadgen /= 5.0;
+        }
+        let missed = failures(&figures(&slow));
+        assert_eq!(missed.len(), 1, "{missed:?}");
+        assert!(
+            missed[0].contains("16,800 req/s misses ≥ 20,000 req/s by 3,200 req/s"),
+            "{}",
+            missed[0]
+        );
+    }
+
+    #[test]
+    fn a_run_that_taught_nothing_makes_the_speed_unknown_and_fails() {
+        let mut r = results(1.0);
+        r.h2_speed
+            .unknown
+            .push("pair 2: h2load printed no `finished in ` line".into());
+        let all = figures(&r);
+        assert!(all[12].summary().is_none());
+        assert!(all[12].baseline.is_none());
+        assert!(all[13].summary().is_none());
+        assert_eq!(
+            failures(&all),
+            vec![
+                "Load generator alone, HTTP/2 `GET /` at full speed, 4 connections × 32 streams: \
+                 not measured"
+            ]
+        );
+        let text = markdown(&r);
+        assert!(
+            text.contains("- pair 2: h2load printed no `finished in ` line"),
+            "{text}"
+        );
+        // No pair at all is no better.
+        r.h2_speed.unknown.clear();
+        r.h2_speed.pairs.clear();
+        assert_eq!(failures(&figures(&r)).len(), 1);
+    }
+
+    #[test]
     fn the_markdown_has_every_figure_and_the_machine() {
         let r = results(1.0);
         let text = markdown(&r);
@@ -872,6 +1026,11 @@ mod tests {
             "rustc 1.95.0",
             "wrk 4.1.0",
             "1.00 / 2.00 / 3.00 at the start, unknown at the end",
+            "| h2load | h2load nghttp2/1.52.0 |",
+            "| 2 | 90000 | 150000 | 0.600 |",
+            "84,000 req/s",
+            "≥ 20,000 req/s",
+            "160,000 req/s (h2load)",
             "| 10 | 6 | 100005 | 100000 | 1.000 |",
             "≤ 1.000",
             "≥ 0.970",
@@ -895,6 +1054,6 @@ mod tests {
     fn the_console_names_the_verdicts() {
         let text = console(&figures(&results(0.8)));
         assert!(text.contains("MISSES"), "{text}");
-        assert!(text.lines().count() == 12, "{text}");
+        assert!(text.lines().count() == 14, "{text}");
     }
 }

@@ -113,6 +113,48 @@ impl MetricsRender {
     }
 }
 
+/// One A B pair of HTTP/2 runs at full speed: the load generator alone,
+/// then h2load with the same connections and streams, in requests per second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeedPair {
+    /// loadgen's rate (A).
+    pub loadgen: f64,
+    /// h2load's rate (B), right after.
+    pub h2load: f64,
+}
+
+/// The load generator's HTTP/2 speed against the bare hyper server (h2c).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct H2Speed {
+    /// HTTP/2 connections, both clients.
+    pub conns: u32,
+    /// Concurrent streams per connection, both clients.
+    pub streams: u32,
+    /// Requests per run.
+    pub requests: u64,
+    /// The pairs where both runs taught something, in the order run.
+    pub pairs: Vec<SpeedPair>,
+    /// Why a run taught nothing (it failed, its output did not parse, no
+    /// request was answered or one failed), one line each.
+    pub unknown: Vec<String>,
+}
+
+impl H2Speed {
+    /// `f` of each pair; none at all when a run taught nothing, so that
+    /// the figure is unknown rather than measured on what is left.
+    pub fn samples(&self, f: impl Fn(&SpeedPair) -> f64) -> Vec<f64> {
+        if !self.unknown.is_empty() {
+            return Vec::new();
+        }
+        self.pairs.iter().map(f).collect()
+    }
+
+    /// loadgen's rate over h2load's, pair by pair.
+    pub fn ratios(&self) -> Vec<f64> {
+        self.samples(|p| p.loadgen / p.h2load)
+    }
+}
+
 /// How the run was set up, for the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Setup {
@@ -153,4 +195,6 @@ pub struct Results {
     pub memory: Memory,
     /// `/metrics` rendering.
     pub metrics: MetricsRender,
+    /// The load generator's HTTP/2 speed.
+    pub h2_speed: H2Speed,
 }

@@ -5,30 +5,40 @@
 //! timers, no tracking, no shutdown: whatever lameduck costs beyond this is
 //! what the benchmark measures.
 //!
-//! `bare-hyper [ADDR]` (default `127.0.0.1:0`) prints one JSON line
+//! `bare-hyper [--h2c] [ADDR]` (default `127.0.0.1:0`) prints one JSON line
 //! `{"message":"serving","listen":"IP:PORT"}` on stdout, so that a harness
-//! learns the port the same way as from lameduck's logs.
+//! learns the port the same way as from lameduck's logs. It speaks HTTP/1.1,
+//! or with `--h2c` HTTP/2 with prior knowledge only (hyper's defaults: up to
+//! 200 concurrent streams per connection), the server the load generator's
+//! HTTP/2 speed is measured against.
 
 use std::net::SocketAddr;
 
+use anyhow::bail;
 use bytes::Bytes;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use lameduck_bench::baseline::{announce, answer, replica_name};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 fn main() -> anyhow::Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
-        .as_deref()
-        .unwrap_or("127.0.0.1:0")
-        .parse()?;
+    let mut h2c = false;
+    let mut addr: SocketAddr = "127.0.0.1:0".parse()?;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--h2c" => h2c = true,
+            _ if arg.starts_with('-') => {
+                bail!("unknown flag {arg}; usage: bare-hyper [--h2c] [ADDR]")
+            }
+            _ => addr = arg.parse()?,
+        }
+    }
     let name = Bytes::from(replica_name("bare-hyper"));
     // Same flavour and worker count as lameduck's `Runtime::new()`.
-    tokio::runtime::Runtime::new()?.block_on(serve(addr, name))
+    tokio::runtime::Runtime::new()?.block_on(serve(addr, name, h2c))
 }
 
-async fn serve(addr: SocketAddr, name: Bytes) -> anyhow::Result<()> {
+async fn serve(addr: SocketAddr, name: Bytes, h2c: bool) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     announce(listener.local_addr()?)?;
     loop {
@@ -41,11 +51,18 @@ async fn serve(addr: SocketAddr, name: Bytes) -> anyhow::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = answer(name.clone());
-        tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        tokio::spawn(connection(stream, name.clone(), h2c));
     }
+}
+
+async fn connection(stream: TcpStream, name: Bytes, h2c: bool) {
+    let io = TokioIo::new(stream);
+    let service = answer(name);
+    let _ = if h2c {
+        http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await
+    } else {
+        http1::Builder::new().serve_connection(io, service).await
+    };
 }
