@@ -81,20 +81,20 @@ kind-prometheus: kind-up
 
 # Roll lameduck under load without a cluster and print the report (the README's main job).
 demo: setup _e2e-build (_render "graceful")
-    target/release/e2e local --label demo --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/release/lameduck
+    target/quick/e2e local --label demo --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/quick/lameduck
 
 # The rollout suite without a cluster, as CI runs it: the chart's defaults, the negative control, and routers slower than the preStop.
 e2e-local: setup _e2e-build (_render "graceful") (_render "naive") (_render "drain-covers-lag")
-    target/release/e2e local --label graceful --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/release/lameduck
-    target/release/e2e local --label naive --rendered target/e2e/naive.rendered.json --expect failures --lameduck target/release/lameduck
-    target/release/e2e local --label lag-beyond-prestop --lag 7s --rollouts 1 --rendered target/e2e/graceful.rendered.json --expect failures-any-protocol --lameduck target/release/lameduck
-    target/release/e2e local --label drain-covers-lag --lag 7s --rollouts 1 --rendered target/e2e/drain-covers-lag.rendered.json --expect no-failures --lameduck target/release/lameduck
+    target/quick/e2e local --label graceful --rendered target/e2e/graceful.rendered.json --expect no-failures --lameduck target/quick/lameduck
+    target/quick/e2e local --label naive --rendered target/e2e/naive.rendered.json --expect failures --lameduck target/quick/lameduck
+    target/quick/e2e local --label lag-beyond-prestop --lag 7s --rollouts 1 --rendered target/e2e/graceful.rendered.json --expect failures-any-protocol --lameduck target/quick/lameduck
+    target/quick/e2e local --label drain-covers-lag --lag 7s --rollouts 1 --rendered target/e2e/drain-covers-lag.rendered.json --expect no-failures --lameduck target/quick/lameduck
 
 # The rollout suite in kind (needs docker, kind, helm, kubectl): the chart's defaults, then the negative control.
 e2e: kind-up kind-load kind-prometheus
-    cargo build --release --locked -p e2e
-    target/release/e2e cluster --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
-    target/release/e2e cluster --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
+    cargo build --profile quick --locked -p e2e
+    target/quick/e2e cluster --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
+    target/quick/e2e cluster --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
 
 # Install the Debian packages the local cluster runs on (containerd, runc, CNI plugins, nftables).
 setup-cluster:
@@ -123,9 +123,9 @@ e2e-cluster: cluster-up
     set -euo pipefail
     image=$(python3 scripts/cluster load | tail -n 1)
     python3 scripts/cluster prometheus
-    cargo build --release --locked -p e2e
+    cargo build --profile quick --locked -p e2e
     run() {
-        python3 scripts/cluster shell target/release/e2e cluster --context lameduck-local --image "$image" \
+        python3 scripts/cluster shell target/quick/e2e cluster --context lameduck-local --image "$image" \
             --prometheus monitoring/prometheus:web "$@"
     }
     run --label cluster-graceful --values e2e/values/graceful.yaml --expect no-failures
@@ -134,7 +134,7 @@ e2e-cluster: cluster-up
     python3 scripts/cluster shell helm test lameduck
 
 _e2e-build:
-    cargo build --release --locked -p lameduck-cli -p e2e
+    cargo build --profile quick --locked -p lameduck-cli -p e2e
 
 _render values:
     python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json
