@@ -13,6 +13,7 @@
 // A binary crate: `pub` marks what the modules share with each other.
 #![allow(unreachable_pub)]
 
+#[cfg(feature = "cluster")]
 mod cluster;
 mod driver;
 mod http;
@@ -40,12 +41,20 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 enum Backend {
     /// No cluster: replicas are local processes behind a loopback Service proxy.
     Local(local::LocalArgs),
     /// Any cluster reached through a kubeconfig context (kind, the local
     /// cluster, your own): the chart installed with Helm, load from a Job.
+    #[cfg(feature = "cluster")]
     Cluster(cluster::ClusterArgs),
+    /// Not in this build: rebuild with `--features cluster`.
+    #[cfg(not(feature = "cluster"))]
+    Cluster {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,9 +71,17 @@ fn main() -> ExitCode {
             let out = args.out.clone();
             (out, runtime.block_on(local::run(args)))
         }
+        #[cfg(feature = "cluster")]
         Backend::Cluster(args) => {
             let out = args.out.clone();
             (out, runtime.block_on(cluster::run(args)))
+        }
+        #[cfg(not(feature = "cluster"))]
+        Backend::Cluster { .. } => {
+            eprintln!(
+                "error: this e2e binary was built without the cluster backend; build it with `cargo build -p e2e --features cluster`"
+            );
+            return ExitCode::from(2);
         }
     };
     let record = match record {

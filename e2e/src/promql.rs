@@ -14,6 +14,7 @@ pub struct Sample {
 }
 
 /// One series of a range selector: its labels and raw samples (Unix seconds, value).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: BTreeMap<String, String>,
@@ -45,6 +46,7 @@ pub fn vector(promql: &str, body: &[u8]) -> Result<Vec<Sample>> {
 
 /// The series of an instant query of a range selector (`metric[5m]`): the
 /// raw samples, with the times they were scraped.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 pub fn matrix(promql: &str, body: &[u8]) -> Result<Vec<Series>> {
     let result: Vec<MatrixItem> = result(promql, body, "matrix")?;
     result
@@ -106,6 +108,7 @@ struct VectorItem {
     value: (f64, String),
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 #[derive(Deserialize)]
 struct MatrixItem {
     metric: BTreeMap<String, String>,

@@ -91,6 +91,7 @@ impl Scenario {
     /// The same settings as `loadgen` flags, for the in-cluster Job,
     /// generated from [`Scenario::load`], plus the Job's control endpoint and
     /// progress lines.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // for the cluster Job
     pub fn load_args(&self, target: &str, control: &str) -> Vec<String> {
         let mut args = self.load(target).to_args();
         args.push(format!("--control-listen={control}"));
