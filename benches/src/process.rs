@@ -63,8 +63,8 @@ impl Server {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (serving_tx, serving) = mpsc::channel();
         let kept = Arc::clone(&logs);
-        // Internal: drains stdout for the server's whole life, so that a
-        // blocked log write never stalls what is being measured.
+        // Drains stdout for the server's whole life, so that a blocked
+        // log write never stalls what is being measured.
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -125,8 +125,8 @@ impl Server {
         let mut child = self.child.take().context("already ended")?;
         let pid = self.pid;
         let (tx, rx) = mpsc::channel();
-        // Internal: a thread that does nothing but wait, so that the reaping
-        // is stamped as soon as the kernel reports it.
+        // A thread that does nothing but wait, so that the reaping is
+        // stamped as soon as the kernel reports it.
         thread::spawn(move || {
             let status = child.wait();
             let _ = tx.send((Instant::now(), status));

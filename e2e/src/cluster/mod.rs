@@ -123,8 +123,8 @@ impl Release {
         let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
         let selector = selector_of(&deployment)?;
         let grace = grace_of(&deployment);
-        // Internal: an upgrade that changed the pod template rolled the
-        // Deployment; its old pods must not count as this run's terminations.
+        // An upgrade that changed the pod template rolled the Deployment; its
+        // old pods must not count as this run's terminations.
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         wait_until_none_terminating(&pods, &selector).await?;
 
@@ -267,8 +267,8 @@ fn check_pods(pods: &Pods, terminations: &[Termination], expect: Expect, verdict
         let Some(seen) = pods.seen.get(&t.name) else {
             continue;
         };
-        // Internal: deletionTimestamp − grace is the deletion request's time,
-        // truncated to whole seconds; the watch must have seen it soon after.
+        // DeletionTimestamp − grace is the deletion request's time, truncated
+        // to whole seconds; the watch must have seen it soon after.
         let lag = seen
             .deleted_ms
             .zip(seen.deleted_api_ms)
@@ -383,8 +383,8 @@ async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<(
 /// Waits until no terminating server pod is left.
 async fn wait_for_old_pods(pods: &Mutex<Pods>) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
-    // Internal: the rollout completes when the old ReplicaSet is scaled to
-    // zero; the watch may not have delivered the last deletion yet.
+    // The rollout completes when the old ReplicaSet is scaled to zero; the
+    // watch may not have delivered the last deletion yet.
     tokio::time::sleep(POLL * 2).await;
     while pods.lock().unwrap().terminating().next().is_some() {
         if tokio::time::Instant::now() > deadline {
@@ -433,7 +433,7 @@ async fn scrape_while_terminating(proxy: Proxy, name: String, shared: Arc<Shared
         {
             return;
         }
-        // Internal: failures are expected once the process has exited.
+        // Failures are expected once the process has exited.
         if let Ok(text) = proxy.get_once("/metrics").await
             && let (Some(phase), Some(duration)) = (
                 sample(&text, "lameduck_shutdown_phase"),

@@ -153,7 +153,7 @@ impl Replica {
             }
         };
         let exited = unix_ms();
-        // Internal: the log reader may still hold the last lines; give it a moment.
+        // The log reader may still hold the last lines; give it a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut events = self.events.lock().unwrap().clone();
         events.exited = Some(exited);
