@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+use testkit::Metrics;
+use testkit::http::{self, Conn};
+
 use crate::h2load::H2load;
-use crate::http::{self, Client};
 use crate::loadgen::Loadgen;
 use crate::process::{self, Exit, REPLICA, Server};
 use crate::results::{H2Speed, Memory, MetricsRender, Pair, Shutdown, SpeedPair, Throughput};
@@ -90,15 +92,15 @@ fn lameduck_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 impl Plan {
     fn start_lameduck(&self, extra: &[&str]) -> anyhow::Result<Server> {
-        Server::start(&self.lameduck, &lameduck_args(extra))
+        process::start(&self.lameduck, &lameduck_args(extra))
     }
 
     fn start_baseline(&self) -> anyhow::Result<Server> {
-        Server::start(&self.baseline, &["127.0.0.1:0"])
+        process::start(&self.baseline, &["127.0.0.1:0"])
     }
 
     fn start_baseline_h2c(&self) -> anyhow::Result<Server> {
-        Server::start(&self.baseline, &["--h2c", "127.0.0.1:0"])
+        process::start(&self.baseline, &["--h2c", "127.0.0.1:0"])
     }
 
     /// loadgen's rate over HTTP/2 at full speed, or why it taught nothing.
@@ -217,21 +219,17 @@ pub fn h2_speed(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<H2Spee
 }
 
 fn requests_served(server: &Server) -> anyhow::Result<f64> {
-    let text = scrape(server)?;
-    Ok(process::metric_sum(
-        &text,
-        "http_server_request_duration_seconds_count",
-    ))
+    Ok(scrape(server)?.sum("http_server_request_duration_seconds_count"))
 }
 
-fn scrape(server: &Server) -> anyhow::Result<String> {
+fn scrape(server: &Server) -> anyhow::Result<Metrics> {
     let response = http::get(server.admin()?, "/metrics", SOCKET_TIMEOUT)?;
     ensure!(
         response.status == 200,
         "/metrics answered {}",
         response.status
     );
-    Ok(String::from_utf8(response.body)?)
+    Ok(Metrics(String::from_utf8(response.body)?))
 }
 
 /// Tops the server up to `plan.metrics_after` requests with wrk, adds one
@@ -257,7 +255,7 @@ fn metrics_render(
         plan.wrk
             .run(server.listen, 64, Duration::from_secs_f64(seconds))?;
     }
-    let mut app = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+    let mut app = Conn::connect_timeout(server.listen, SOCKET_TIMEOUT)?;
     for (method, path) in [
         ("HEAD", "/"),
         ("GET", "/nope"),
@@ -274,7 +272,7 @@ fn metrics_render(
         served >= target,
         "only {served} requests served before timing /metrics"
     );
-    let mut admin = Client::connect(server.admin()?, SOCKET_TIMEOUT)?;
+    let mut admin = Conn::connect_timeout(server.admin()?, SOCKET_TIMEOUT)?;
     let body = admin.get("/metrics")?.body;
     for _ in 0..20 {
         admin.get("/metrics")?;
@@ -295,11 +293,11 @@ fn metrics_render(
         admin.get("/livez")?;
         livez_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = Metrics(String::from_utf8_lossy(&body).into_owned());
     Ok(MetricsRender {
         requests: served,
         body_bytes: body.len(),
-        series: process::series_count(&text),
+        series: text.series_count(),
         metrics_us,
         livez_us,
     })
@@ -308,7 +306,7 @@ fn metrics_render(
 /// Opens `n` keep-alive connections to `addr`, each having had one `GET /`
 /// answered, and keeps them open without reading: the kernel holds what
 /// arrives, so the harness takes no CPU from the server while they sit.
-fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Client>> {
+fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
     // Batches stay well inside the listen backlog.
     const BATCH: usize = 200;
     let mut clients = Vec::with_capacity(n);
@@ -316,16 +314,16 @@ fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Client>> {
         let start = clients.len();
         let batch = BATCH.min(n - start);
         for _ in 0..batch {
-            let mut client = Client::connect(addr, SOCKET_TIMEOUT)
+            let mut client = Conn::connect_timeout(addr, SOCKET_TIMEOUT)
                 .with_context(|| format!("connection {} of {n}", clients.len() + 1))?;
-            client.send("GET", "/")?;
+            client.send("/")?;
             clients.push(client);
         }
         for client in &mut clients[start..] {
             let response = client.recv()?;
             ensure!(response.status == 200, "GET / answered {}", response.status);
             ensure!(
-                !response.closes(),
+                !response.says_close(),
                 "the server closed a keep-alive connection"
             );
         }
@@ -350,7 +348,7 @@ fn expect_graceful(exit: &Exit) -> anyhow::Result<()> {
 fn wait_for_gauge(server: &Server, series: &str, want: f64) -> anyhow::Result<()> {
     let deadline = Instant::now() + process::PATIENCE;
     loop {
-        let value = process::metric(&scrape(server)?, series).unwrap_or(0.0);
+        let value = scrape(server)?.value(series).unwrap_or(0.0);
         if value >= want {
             return Ok(());
         }
@@ -376,7 +374,9 @@ pub fn shutdown_and_memory(
         let mut server = plan.start_lameduck(&[])?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
         thread::sleep(Duration::from_millis(200));
-        memory.lameduck_idle.push(server.rss_bytes()? as f64);
+        memory
+            .lameduck_idle
+            .push(process::rss_bytes(&server)? as f64);
         let exit = server.terminate()?;
         expect_graceful(&exit)?;
         shutdown.idle_ms.push(millis(exit.after_signal));
@@ -407,7 +407,9 @@ pub fn shutdown_and_memory(
             )?;
             thread::sleep(IDLE_SIT);
             if grace.is_none() {
-                memory.lameduck_conns.push(server.rss_bytes()? as f64);
+                memory
+                    .lameduck_conns
+                    .push(process::rss_bytes(&server)? as f64);
             }
             let exit = server.terminate()?;
             expect_graceful(&exit)?;
@@ -438,7 +440,7 @@ pub fn shutdown_and_memory(
         );
         let result = ready.and_then(|()| {
             thread::sleep(Duration::from_millis(500));
-            server.terminate()
+            Ok(server.terminate()?)
         });
         let _ = load.kill();
         let _ = load.wait();
@@ -446,7 +448,8 @@ pub fn shutdown_and_memory(
         expect_graceful(&exit)?;
         shutdown.busy_conns_ms.push(millis(exit.after_signal));
         if let Some(completed) = server
-            .log("shutdown finished")
+            .logs()
+            .message("shutdown finished")
             .and_then(|e| e["completed"].as_u64())
         {
             shutdown.busy_completed.push(completed);
@@ -498,10 +501,14 @@ pub fn shutdown_and_memory(
         let server = plan.start_baseline()?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
         thread::sleep(Duration::from_millis(200));
-        memory.baseline_idle.push(server.rss_bytes()? as f64);
+        memory
+            .baseline_idle
+            .push(process::rss_bytes(&server)? as f64);
         let clients = open_idle(server.listen, plan.idle_connections)?;
         thread::sleep(IDLE_SIT);
-        memory.baseline_conns.push(server.rss_bytes()? as f64);
+        memory
+            .baseline_conns
+            .push(process::rss_bytes(&server)? as f64);
         drop(server);
         drop(clients);
     }
@@ -511,10 +518,10 @@ pub fn shutdown_and_memory(
 /// One shutdown of the baseline server `binary` holding the idle
 /// connections: its RSS while it holds them, then SIGTERM to exit in ms.
 fn baseline_idle_shutdown(plan: &Plan, binary: &Path) -> anyhow::Result<(f64, f64)> {
-    let mut server = Server::start(binary, &[])?;
+    let mut server = process::start(binary, &[])?;
     let clients = open_idle(server.listen, plan.idle_connections)?;
     thread::sleep(IDLE_SIT);
-    let rss = server.rss_bytes()? as f64;
+    let rss = process::rss_bytes(&server)? as f64;
     let exit = server.terminate()?;
     ensure!(
         exit.status.success(),
@@ -531,9 +538,9 @@ fn in_flight(plan: &Plan) -> anyhow::Result<(f64, f64)> {
     let mut server = plan.start_lameduck(&[])?;
     let mut clients = Vec::with_capacity(plan.in_flight);
     for i in 0..plan.in_flight {
-        let mut client = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+        let mut client = Conn::connect_timeout(server.listen, SOCKET_TIMEOUT)?;
         // Staggered, so that the responses end over 200 ms, not all at once.
-        client.send("GET", &format!("/work?ms={}", 300 + 2 * i))?;
+        client.send(&format!("/work?ms={}", 300 + 2 * i))?;
         clients.push(client);
     }
     let readers: Vec<_> = clients
@@ -558,7 +565,7 @@ fn in_flight(plan: &Plan) -> anyhow::Result<(f64, f64)> {
         let response = response.context("an in-flight request failed")?;
         ensure!(response.status == 200, "/work answered {}", response.status);
         ensure!(
-            response.closes(),
+            response.says_close(),
             "a response during shutdown kept its connection"
         );
         last = last.max(Some(at));
