@@ -28,6 +28,7 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostPar
 use kube::config::KubeConfigOptions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use testkit::Metrics;
 use tokio::task::JoinHandle;
 
 use crate::driver::{self, Backend, Observed};
@@ -435,9 +436,10 @@ async fn scrape_while_terminating(proxy: Proxy, name: String, shared: Arc<Shared
         }
         // Failures are expected once the process has exited.
         if let Ok(text) = proxy.get_once("/metrics").await
+            && let metrics = Metrics(text)
             && let (Some(phase), Some(duration)) = (
-                sample(&text, "lameduck_shutdown_phase"),
-                sample(&text, "lameduck_shutdown_duration_seconds"),
+                metrics.value("lameduck_shutdown_phase"),
+                metrics.value("lameduck_shutdown_duration_seconds"),
             )
             && let Some(s) = shared.pods.lock().unwrap().seen.get_mut(&name)
         {
@@ -594,16 +596,6 @@ async fn wait_until_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
     bail!("pods {selector} are still there")
 }
 
-/// The value of an unlabelled sample in Prometheus text format.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (series, value) = line.split_once(' ')?;
-        (series == name)
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,16 +626,5 @@ mod tests {
             "app.kubernetes.io/component=server,app.kubernetes.io/instance=lameduck"
         );
         assert_eq!(grace_of(&d), 35);
-    }
-
-    #[test]
-    fn reads_unlabelled_samples() {
-        let text = "# HELP x\nlameduck_shutdown_phase 2\nlameduck_shutdown_duration_seconds 0.75\n";
-        assert_eq!(sample(text, "lameduck_shutdown_phase"), Some(2.0));
-        assert_eq!(
-            sample(text, "lameduck_shutdown_duration_seconds"),
-            Some(0.75)
-        );
-        assert_eq!(sample(text, "missing"), None);
     }
 }
