@@ -360,16 +360,31 @@ fn wait_for_gauge(server: &Server, series: &str, want: f64) -> anyhow::Result<()
 }
 
 /// Shutdown latencies, and lameduck's memory while idle and with the idle
-/// connections open.
+/// connections open: one scenario after the other.
 pub fn shutdown_and_memory(
     plan: &Plan,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<(Shutdown, Memory)> {
     let mut shutdown = Shutdown::default();
     let mut memory = Memory::default();
+    idle_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    idle_connections_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    busy_connections_shutdown(plan, &mut shutdown, log)?;
+    in_flight_shutdown(plan, &mut shutdown, log)?;
+    close_only_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    graceful_hyper_shutdown(plan, &mut shutdown, log)?;
+    baseline_memory(plan, &mut memory)?;
+    Ok((shutdown, memory))
+}
 
-    // Idle: nothing connected (one request answered beforehand, its
-    // connection closed), so memory is measured in the same state.
+/// Idle: nothing connected (one request answered beforehand, its connection
+/// closed), so memory is measured in the same state.
+fn idle_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.repeats {
         let mut server = plan.start_lameduck(&[])?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
@@ -382,13 +397,21 @@ pub fn shutdown_and_memory(
         shutdown.idle_ms.push(millis(exit.after_signal));
     }
     log(&format!("  idle: {:?} ms", rounded(&shutdown.idle_ms)));
+    Ok(())
+}
 
-    // Idle keep-alive connections. With the default --idle-grace (250ms) a
-    // connection idle for longer than the grace is closed as soon as Closing
-    // starts; the harness lets them sit first, as idle pooled connections
-    // do. The --idle-grace 0s runs are for comparison. A longer header read
-    // timeout keeps the keep-alive bound (10 s by default) from closing the
-    // first connections while the last are still being opened.
+/// Idle keep-alive connections. With the default --idle-grace (250ms) a
+/// connection idle for longer than the grace is closed as soon as Closing
+/// starts; the harness lets them sit first, as idle pooled connections do.
+/// The --idle-grace 0s runs are for comparison. A longer header read timeout
+/// keeps the keep-alive bound (10 s by default) from closing the first
+/// connections while the last are still being opened.
+fn idle_connections_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for (grace, samples) in [
         (None, &mut shutdown.idle_conns_ms),
         (Some("0s"), &mut shutdown.idle_conns_zero_grace_ms),
@@ -423,9 +446,16 @@ pub fn shutdown_and_memory(
         rounded(&shutdown.idle_conns_ms),
         rounded(&shutdown.idle_conns_zero_grace_ms)
     ));
+    Ok(())
+}
 
-    // Busy keep-alive connections: wrk keeps every one of them busy; each
-    // gets its current response with `Connection: close`.
+/// Busy keep-alive connections: wrk keeps every one of them busy; each gets
+/// its current response with `Connection: close`.
+fn busy_connections_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let mut server = plan.start_lameduck(&[])?;
         let mut load = plan.wrk.spawn(
@@ -460,8 +490,15 @@ pub fn shutdown_and_memory(
         plan.busy_connections,
         rounded(&shutdown.busy_conns_ms)
     ));
+    Ok(())
+}
 
-    // Requests in flight at the signal: exit time minus the last response.
+/// Requests in flight at the signal: exit time minus the last response.
+fn in_flight_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.repeats {
         let (after_last, total) = in_flight(plan)?;
         shutdown.in_flight_after_last_ms.push(after_last);
@@ -472,8 +509,16 @@ pub fn shutdown_and_memory(
         plan.in_flight,
         rounded(&shutdown.in_flight_after_last_ms)
     ));
+    Ok(())
+}
 
-    // The floor: a tokio server that only holds the sockets and closes them.
+/// The floor: a tokio server that only holds the sockets and closes them.
+fn close_only_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let (rss, ms) = baseline_idle_shutdown(plan, &plan.close_only)?;
         memory.close_only_conns.push(rss);
@@ -484,8 +529,15 @@ pub fn shutdown_and_memory(
         plan.idle_connections,
         rounded(&shutdown.close_only_ms)
     ));
+    Ok(())
+}
 
-    // The usual graceful shutdown of a hyper server, same connections.
+/// The usual graceful shutdown of a hyper server, same connections.
+fn graceful_hyper_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let (_, ms) = baseline_idle_shutdown(plan, &plan.graceful_hyper)?;
         shutdown.graceful_hyper_ms.push(ms);
@@ -495,8 +547,11 @@ pub fn shutdown_and_memory(
         plan.idle_connections,
         rounded(&shutdown.graceful_hyper_ms)
     ));
+    Ok(())
+}
 
-    // The baseline's memory in the same two states.
+/// The baseline's memory in the same two states as lameduck's.
+fn baseline_memory(plan: &Plan, memory: &mut Memory) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let server = plan.start_baseline()?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
@@ -512,7 +567,7 @@ pub fn shutdown_and_memory(
         drop(server);
         drop(clients);
     }
-    Ok((shutdown, memory))
+    Ok(())
 }
 
 /// One shutdown of the baseline server `binary` holding the idle
