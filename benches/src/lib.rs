@@ -13,7 +13,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod baseline;
 pub mod h2load;
-pub mod http;
 pub mod loadgen;
 pub mod machine;
 pub mod measure;

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+use testkit::Metrics;
+use testkit::http::{self, Conn};
+
 use crate::h2load::H2load;
-use crate::http::{self, Client};
 use crate::loadgen::Loadgen;
 use crate::process::{self, Exit, REPLICA, Server};
 use crate::results::{H2Speed, Memory, MetricsRender, Pair, Shutdown, SpeedPair, Throughput};
@@ -90,15 +92,15 @@ fn lameduck_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 impl Plan {
     fn start_lameduck(&self, extra: &[&str]) -> anyhow::Result<Server> {
-        Server::start(&self.lameduck, &lameduck_args(extra))
+        process::start(&self.lameduck, &lameduck_args(extra))
     }
 
     fn start_baseline(&self) -> anyhow::Result<Server> {
-        Server::start(&self.baseline, &["127.0.0.1:0"])
+        process::start(&self.baseline, &["127.0.0.1:0"])
     }
 
     fn start_baseline_h2c(&self) -> anyhow::Result<Server> {
-        Server::start(&self.baseline, &["--h2c", "127.0.0.1:0"])
+        process::start(&self.baseline, &["--h2c", "127.0.0.1:0"])
     }
 
     /// loadgen's rate over HTTP/2 at full speed, or why it taught nothing.
@@ -217,21 +219,17 @@ pub fn h2_speed(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<H2Spee
 }
 
 fn requests_served(server: &Server) -> anyhow::Result<f64> {
-    let text = scrape(server)?;
-    Ok(process::metric_sum(
-        &text,
-        "http_server_request_duration_seconds_count",
-    ))
+    Ok(scrape(server)?.sum("http_server_request_duration_seconds_count"))
 }
 
-fn scrape(server: &Server) -> anyhow::Result<String> {
+fn scrape(server: &Server) -> anyhow::Result<Metrics> {
     let response = http::get(server.admin()?, "/metrics", SOCKET_TIMEOUT)?;
     ensure!(
         response.status == 200,
         "/metrics answered {}",
         response.status
     );
-    Ok(String::from_utf8(response.body)?)
+    Ok(Metrics(String::from_utf8(response.body)?))
 }
 
 /// Tops the server up to `plan.metrics_after` requests with wrk, adds one
@@ -257,7 +255,7 @@ fn metrics_render(
         plan.wrk
             .run(server.listen, 64, Duration::from_secs_f64(seconds))?;
     }
-    let mut app = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+    let mut app = Conn::connect_timeout(server.listen, SOCKET_TIMEOUT)?;
     for (method, path) in [
         ("HEAD", "/"),
         ("GET", "/nope"),
@@ -274,7 +272,7 @@ fn metrics_render(
         served >= target,
         "only {served} requests served before timing /metrics"
     );
-    let mut admin = Client::connect(server.admin()?, SOCKET_TIMEOUT)?;
+    let mut admin = Conn::connect_timeout(server.admin()?, SOCKET_TIMEOUT)?;
     let body = admin.get("/metrics")?.body;
     for _ in 0..20 {
         admin.get("/metrics")?;
@@ -295,11 +293,11 @@ fn metrics_render(
         admin.get("/livez")?;
         livez_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let text = String::from_utf8_lossy(&body);
+    let text = Metrics(String::from_utf8_lossy(&body).into_owned());
     Ok(MetricsRender {
         requests: served,
         body_bytes: body.len(),
-        series: process::series_count(&text),
+        series: text.series_count(),
         metrics_us,
         livez_us,
     })
@@ -308,7 +306,7 @@ fn metrics_render(
 /// Opens `n` keep-alive connections to `addr`, each having had one `GET /`
 /// answered, and keeps them open without reading: the kernel holds what
 /// arrives, so the harness takes no CPU from the server while they sit.
-fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Client>> {
+fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
     // Batches stay well inside the listen backlog.
     const BATCH: usize = 200;
     let mut clients = Vec::with_capacity(n);
@@ -316,16 +314,16 @@ fn open_idle(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Client>> {
         let start = clients.len();
         let batch = BATCH.min(n - start);
         for _ in 0..batch {
-            let mut client = Client::connect(addr, SOCKET_TIMEOUT)
+            let mut client = Conn::connect_timeout(addr, SOCKET_TIMEOUT)
                 .with_context(|| format!("connection {} of {n}", clients.len() + 1))?;
-            client.send("GET", "/")?;
+            client.send("/")?;
             clients.push(client);
         }
         for client in &mut clients[start..] {
             let response = client.recv()?;
             ensure!(response.status == 200, "GET / answered {}", response.status);
             ensure!(
-                !response.closes(),
+                !response.says_close(),
                 "the server closed a keep-alive connection"
             );
         }
@@ -350,7 +348,7 @@ fn expect_graceful(exit: &Exit) -> anyhow::Result<()> {
 fn wait_for_gauge(server: &Server, series: &str, want: f64) -> anyhow::Result<()> {
     let deadline = Instant::now() + process::PATIENCE;
     loop {
-        let value = process::metric(&scrape(server)?, series).unwrap_or(0.0);
+        let value = scrape(server)?.value(series).unwrap_or(0.0);
         if value >= want {
             return Ok(());
         }
@@ -362,33 +360,58 @@ fn wait_for_gauge(server: &Server, series: &str, want: f64) -> anyhow::Result<()
 }
 
 /// Shutdown latencies, and lameduck's memory while idle and with the idle
-/// connections open.
+/// connections open: one scenario after the other.
 pub fn shutdown_and_memory(
     plan: &Plan,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<(Shutdown, Memory)> {
     let mut shutdown = Shutdown::default();
     let mut memory = Memory::default();
+    idle_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    idle_connections_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    busy_connections_shutdown(plan, &mut shutdown, log)?;
+    in_flight_shutdown(plan, &mut shutdown, log)?;
+    close_only_shutdown(plan, &mut shutdown, &mut memory, log)?;
+    graceful_hyper_shutdown(plan, &mut shutdown, log)?;
+    baseline_memory(plan, &mut memory)?;
+    Ok((shutdown, memory))
+}
 
-    // Idle: nothing connected (one request answered beforehand, its
-    // connection closed), so memory is measured in the same state.
+/// Idle: nothing connected (one request answered beforehand, its connection
+/// closed), so memory is measured in the same state.
+fn idle_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.repeats {
         let mut server = plan.start_lameduck(&[])?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
         thread::sleep(Duration::from_millis(200));
-        memory.lameduck_idle.push(server.rss_bytes()? as f64);
+        memory
+            .lameduck_idle
+            .push(process::rss_bytes(&server)? as f64);
         let exit = server.terminate()?;
         expect_graceful(&exit)?;
         shutdown.idle_ms.push(millis(exit.after_signal));
     }
     log(&format!("  idle: {:?} ms", rounded(&shutdown.idle_ms)));
+    Ok(())
+}
 
-    // Idle keep-alive connections. With the default --idle-grace (250ms) a
-    // connection idle for longer than the grace is closed as soon as Closing
-    // starts; the harness lets them sit first, as idle pooled connections
-    // do. The --idle-grace 0s runs are for comparison. A longer header read
-    // timeout keeps the keep-alive bound (10 s by default) from closing the
-    // first connections while the last are still being opened.
+/// Idle keep-alive connections. With the default --idle-grace (250ms) a
+/// connection idle for longer than the grace is closed as soon as Closing
+/// starts; the harness lets them sit first, as idle pooled connections do.
+/// The --idle-grace 0s runs are for comparison. A longer header read timeout
+/// keeps the keep-alive bound (10 s by default) from closing the first
+/// connections while the last are still being opened.
+fn idle_connections_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for (grace, samples) in [
         (None, &mut shutdown.idle_conns_ms),
         (Some("0s"), &mut shutdown.idle_conns_zero_grace_ms),
@@ -407,7 +430,9 @@ pub fn shutdown_and_memory(
             )?;
             thread::sleep(IDLE_SIT);
             if grace.is_none() {
-                memory.lameduck_conns.push(server.rss_bytes()? as f64);
+                memory
+                    .lameduck_conns
+                    .push(process::rss_bytes(&server)? as f64);
             }
             let exit = server.terminate()?;
             expect_graceful(&exit)?;
@@ -421,9 +446,16 @@ pub fn shutdown_and_memory(
         rounded(&shutdown.idle_conns_ms),
         rounded(&shutdown.idle_conns_zero_grace_ms)
     ));
+    Ok(())
+}
 
-    // Busy keep-alive connections: wrk keeps every one of them busy; each
-    // gets its current response with `Connection: close`.
+/// Busy keep-alive connections: wrk keeps every one of them busy; each gets
+/// its current response with `Connection: close`.
+fn busy_connections_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let mut server = plan.start_lameduck(&[])?;
         let mut load = plan.wrk.spawn(
@@ -438,7 +470,7 @@ pub fn shutdown_and_memory(
         );
         let result = ready.and_then(|()| {
             thread::sleep(Duration::from_millis(500));
-            server.terminate()
+            Ok(server.terminate()?)
         });
         let _ = load.kill();
         let _ = load.wait();
@@ -446,7 +478,8 @@ pub fn shutdown_and_memory(
         expect_graceful(&exit)?;
         shutdown.busy_conns_ms.push(millis(exit.after_signal));
         if let Some(completed) = server
-            .log("shutdown finished")
+            .logs()
+            .message("shutdown finished")
             .and_then(|e| e["completed"].as_u64())
         {
             shutdown.busy_completed.push(completed);
@@ -457,8 +490,15 @@ pub fn shutdown_and_memory(
         plan.busy_connections,
         rounded(&shutdown.busy_conns_ms)
     ));
+    Ok(())
+}
 
-    // Requests in flight at the signal: exit time minus the last response.
+/// Requests in flight at the signal: exit time minus the last response.
+fn in_flight_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.repeats {
         let (after_last, total) = in_flight(plan)?;
         shutdown.in_flight_after_last_ms.push(after_last);
@@ -469,8 +509,16 @@ pub fn shutdown_and_memory(
         plan.in_flight,
         rounded(&shutdown.in_flight_after_last_ms)
     ));
+    Ok(())
+}
 
-    // The floor: a tokio server that only holds the sockets and closes them.
+/// The floor: a tokio server that only holds the sockets and closes them.
+fn close_only_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    memory: &mut Memory,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let (rss, ms) = baseline_idle_shutdown(plan, &plan.close_only)?;
         memory.close_only_conns.push(rss);
@@ -481,8 +529,15 @@ pub fn shutdown_and_memory(
         plan.idle_connections,
         rounded(&shutdown.close_only_ms)
     ));
+    Ok(())
+}
 
-    // The usual graceful shutdown of a hyper server, same connections.
+/// The usual graceful shutdown of a hyper server, same connections.
+fn graceful_hyper_shutdown(
+    plan: &Plan,
+    shutdown: &mut Shutdown,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let (_, ms) = baseline_idle_shutdown(plan, &plan.graceful_hyper)?;
         shutdown.graceful_hyper_ms.push(ms);
@@ -492,29 +547,36 @@ pub fn shutdown_and_memory(
         plan.idle_connections,
         rounded(&shutdown.graceful_hyper_ms)
     ));
+    Ok(())
+}
 
-    // The baseline's memory in the same two states.
+/// The baseline's memory in the same two states as lameduck's.
+fn baseline_memory(plan: &Plan, memory: &mut Memory) -> anyhow::Result<()> {
     for _ in 0..plan.heavy_repeats {
         let server = plan.start_baseline()?;
         http::get(server.listen, "/", SOCKET_TIMEOUT)?;
         thread::sleep(Duration::from_millis(200));
-        memory.baseline_idle.push(server.rss_bytes()? as f64);
+        memory
+            .baseline_idle
+            .push(process::rss_bytes(&server)? as f64);
         let clients = open_idle(server.listen, plan.idle_connections)?;
         thread::sleep(IDLE_SIT);
-        memory.baseline_conns.push(server.rss_bytes()? as f64);
+        memory
+            .baseline_conns
+            .push(process::rss_bytes(&server)? as f64);
         drop(server);
         drop(clients);
     }
-    Ok((shutdown, memory))
+    Ok(())
 }
 
 /// One shutdown of the baseline server `binary` holding the idle
 /// connections: its RSS while it holds them, then SIGTERM to exit in ms.
 fn baseline_idle_shutdown(plan: &Plan, binary: &Path) -> anyhow::Result<(f64, f64)> {
-    let mut server = Server::start(binary, &[])?;
+    let mut server = process::start(binary, &[])?;
     let clients = open_idle(server.listen, plan.idle_connections)?;
     thread::sleep(IDLE_SIT);
-    let rss = server.rss_bytes()? as f64;
+    let rss = process::rss_bytes(&server)? as f64;
     let exit = server.terminate()?;
     ensure!(
         exit.status.success(),
@@ -531,9 +593,9 @@ fn in_flight(plan: &Plan) -> anyhow::Result<(f64, f64)> {
     let mut server = plan.start_lameduck(&[])?;
     let mut clients = Vec::with_capacity(plan.in_flight);
     for i in 0..plan.in_flight {
-        let mut client = Client::connect(server.listen, SOCKET_TIMEOUT)?;
+        let mut client = Conn::connect_timeout(server.listen, SOCKET_TIMEOUT)?;
         // Staggered, so that the responses end over 200 ms, not all at once.
-        client.send("GET", &format!("/work?ms={}", 300 + 2 * i))?;
+        client.send(&format!("/work?ms={}", 300 + 2 * i))?;
         clients.push(client);
     }
     let readers: Vec<_> = clients
@@ -558,7 +620,7 @@ fn in_flight(plan: &Plan) -> anyhow::Result<(f64, f64)> {
         let response = response.context("an in-flight request failed")?;
         ensure!(response.status == 200, "/work answered {}", response.status);
         ensure!(
-            response.closes(),
+            response.says_close(),
             "a response during shutdown kept its connection"
         );
         last = last.max(Some(at));

@@ -109,11 +109,21 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// The headline figures of a run, each with its goal.
+/// The headline figures of a run, each with its goal, in the order of the
+/// sections of BENCHMARKS.md.
 pub fn figures(r: &Results) -> Vec<Figure> {
-    let mut figures = Vec::new();
-    for t in &r.throughput {
-        figures.push(Figure {
+    let mut figures = throughput_figures(r);
+    figures.extend(shutdown_figures(r));
+    figures.extend(memory_figures(r));
+    figures.push(metrics_figure(r));
+    figures.extend(h2_speed_figures(&r.h2_speed));
+    figures
+}
+
+fn throughput_figures(r: &Results) -> Vec<Figure> {
+    r.throughput
+        .iter()
+        .map(|t| Figure {
             name: format!(
                 "Throughput, lameduck / bare hyper, `GET /`, {} connections",
                 t.connections
@@ -122,12 +132,14 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             samples: t.ratios(),
             goal: Goal::AtLeast(0.97),
             baseline: None,
-        });
-    }
+        })
+        .collect()
+}
+
+fn shutdown_figures(r: &Results) -> [Figure; 7] {
     let idle = thousands(r.setup.idle_connections);
     let s = &r.shutdown;
-    let m = &r.memory;
-    figures.extend([
+    [
         Figure {
             name: "Shutdown, idle: SIGTERM to exit".into(),
             unit: Unit::Millis,
@@ -187,6 +199,13 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             goal: Goal::AtMost(5.0),
             baseline: None,
         },
+    ]
+}
+
+fn memory_figures(r: &Results) -> [Figure; 3] {
+    let idle = thousands(r.setup.idle_connections);
+    let m = &r.memory;
+    [
         Figure {
             name: "RSS, idle".into(),
             unit: Unit::Bytes,
@@ -208,19 +227,20 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             goal: Goal::AtMost(1.0),
             baseline: None,
         },
-        Figure {
-            name: format!(
-                "`/metrics` render time after {} requests",
-                millions(r.metrics.requests)
-            ),
-            unit: Unit::Micros,
-            samples: r.metrics.render_us(),
-            goal: Goal::None,
-            baseline: None,
-        },
-    ]);
-    figures.extend(h2_speed_figures(&r.h2_speed));
-    figures
+    ]
+}
+
+fn metrics_figure(r: &Results) -> Figure {
+    Figure {
+        name: format!(
+            "`/metrics` render time after {} requests",
+            millions(r.metrics.requests)
+        ),
+        unit: Unit::Micros,
+        samples: r.metrics.render_us(),
+        goal: Goal::None,
+        baseline: None,
+    }
 }
 
 /// The load generator's goal: its HTTP/2 requests per second alone, on
@@ -346,8 +366,20 @@ pub fn headline(figures: &[Figure]) -> String {
 
 /// BENCHMARKS.md.
 pub fn markdown(r: &Results) -> String {
-    let figures = figures(r);
     let mut out = String::new();
+    machine_section(&mut out, r);
+    figures_section(&mut out, r);
+    throughput_section(&mut out, r);
+    shutdown_section(&mut out, r);
+    memory_section(&mut out, r);
+    metrics_section(&mut out, r);
+    h2_speed_section(&mut out, r);
+    method_section(&mut out, r);
+    out
+}
+
+/// The title, where the figures come from, and the machine and run.
+fn machine_section(out: &mut String, r: &Results) {
     let m = &r.machine;
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
@@ -372,8 +404,12 @@ pub fn markdown(r: &Results) -> String {
         load(r.load_after)
     );
     let _ = writeln!(out, "| run time | {:.0} s |\n", r.seconds);
+}
+
+/// The headline table with its goals, and how to read it.
+fn figures_section(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## Figures and goals\n");
-    out.push_str(&headline(&figures));
+    out.push_str(&headline(&figures(r)));
     let _ = writeln!(
         out,
         "\n*Spread* is the interquartile range (Q3 − Q1) of the repeated measurements, \
@@ -397,14 +433,6 @@ pub fn markdown(r: &Results) -> String {
          the same connections has both goals: the absolute 64 MiB, and no more than bare \
          hyper's.\n"
     );
-
-    throughput_section(&mut out, r);
-    shutdown_section(&mut out, r);
-    memory_section(&mut out, r);
-    metrics_section(&mut out, r);
-    h2_speed_section(&mut out, r);
-    method_section(&mut out, r);
-    out
 }
 
 fn throughput_section(out: &mut String, r: &Results) {

@@ -177,8 +177,8 @@ fn negative_control_closing_idle_connections_at_once_fails_requests() {
     // The same clients against a server that closes idle connections the
     // moment closing starts (hyper #3792). If this passes without failures,
     // the test above proves nothing.
-    // Internal: the race depends on timing. The pausing clients meet an idle
-    // connection almost every time; more attempts make it certain in practice.
+    // The race depends on timing. The pausing clients meet an idle connection
+    // almost every time; more attempts make it certain in practice.
     for attempt in 0..10 {
         let mut server = Lameduck::start(&["--idle-grace", "0s"]);
         let errors = back_to_back_clients(&server, 16);

@@ -58,9 +58,9 @@ pub(crate) async fn accept(
             permit,
         ));
     }
-    // Internal: the kernel has completed the handshake of the connections in
-    // the backlog, and their clients may have sent a request already; closing
-    // the listener would reset them. Take them out first, then close; each is
+    // The kernel has completed the handshake of the connections in the
+    // backlog, and their clients may have sent a request already; closing the
+    // listener would reset them. Take them out first, then close; each is
     // served once a permit frees up (from now on every connection closes
     // after its next response), or dropped by a forced shutdown.
     let waiting = take_backlog(listener);
@@ -101,8 +101,8 @@ const BACKLOG_LIMIT: usize = 65_536;
 /// Accepts what the kernel has queued on `listener` without waiting, then
 /// closes it.
 fn take_backlog(listener: TcpListener) -> Vec<TcpStream> {
-    // Internal: straight `accept` calls, not tokio's, which trust a readiness
-    // flag that may not have caught up with the queue yet.
+    // Straight `accept` calls, not tokio's, which trust a readiness flag that
+    // may not have caught up with the queue yet.
     let listener = match listener.into_std() {
         Ok(listener) => listener,
         Err(error) => {

@@ -70,8 +70,8 @@ impl Drain {
 
     async fn reached(&self, phase: Phase) {
         let mut rx = self.phase.clone();
-        // Internal: an error means the server is gone, which is as final as
-        // any phase.
+        // An error means the server is gone, which is as final as any
+        // phase.
         let _ = rx.wait_for(|p| *p >= phase).await;
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-// Internal: tokio's clock, which tests can pause; the same as std's otherwise.
+// tokio's clock, which tests can pause; the same as std's otherwise.
 use tokio::time::Instant;
 use tracing::info;
 
@@ -90,8 +90,8 @@ impl ShutdownClock {
 /// server and by its metrics.
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
-    // Internal: the atomic is what the request path reads (one load); the
-    // watch channel wakes the tasks that wait for a change.
+    // The atomic is what the request path reads (one load); the watch
+    // channel wakes the tasks that wait for a change.
     phase: AtomicU8,
     changes: watch::Sender<Phase>,
     clock: ShutdownClock,

@@ -43,8 +43,8 @@ pub(crate) struct Metrics {
     pub(crate) active_requests: IntGauge,
     pub(crate) open_connections: IntGauge,
     durations: HistogramVec,
-    // Internal: one slot per (method, status), filled on first use; afterwards a
-    // lookup is a single atomic load instead of the vec's lock and label hashing.
+    // One slot per (method, status), filled on first use; afterwards a lookup is
+    // a single atomic load instead of the vec's lock and label hashing.
     series: Box<[OnceLock<Histogram>]>,
     pub(crate) aborted: IntCounter,
     pub(crate) upgraded_connections: IntGauge,
@@ -136,8 +136,8 @@ impl Metrics {
     /// The registry in Prometheus text format.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
-        // Internal: encoding into a Vec only fails on inconsistent metric
-        // families, which registration already rules out.
+        // Encoding into a Vec only fails on inconsistent metric families,
+        // which registration already rules out.
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(%error, "cannot encode metrics");
         }

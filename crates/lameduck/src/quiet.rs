@@ -47,10 +47,10 @@ impl<F: Future> Future for Quiet<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        // Internal: cleared before polling, so a wake-up during the poll is
-        // kept for the next one. A plain load first: most polls find no
-        // wake-up, and a load costs less than a swap. A wake-up right after
-        // the load also wakes the task, which polls again.
+        // Cleared before polling, so a wake-up during the poll is kept for
+        // the next one. A plain load first: most polls find no wake-up, and
+        // a load costs less than a swap. A wake-up right after the load
+        // also wakes the task, which polls again.
         if *this.polled
             && !(this.signal.woken.load(Ordering::Acquire)
                 && this.signal.woken.swap(false, Ordering::AcqRel))

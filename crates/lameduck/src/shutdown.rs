@@ -67,15 +67,15 @@ pub(crate) async fn run(
     let completed_before = shared.metrics.requests_completed();
     lifecycle.enter(Phase::Draining);
 
-    // Internal: a zero delay skips the timer, whose resolution is a millisecond.
+    // A zero delay skips the timer, whose resolution is a millisecond.
     let forced = forced_at_once
         || (!config.drain_delay.is_zero()
             && tokio::select! {
                 () = tokio::time::sleep(config.drain_delay) => false,
                 () = &mut force => true,
             });
-    // Internal: closed before Closing is announced, so that anyone who saw
-    // the phase change (a log line, a scrape) sees refused connections.
+    // Closed before Closing is announced, so that anyone who saw the phase
+    // change (a log line, a scrape) sees refused connections.
     close_listener.await;
     let forced = forced || {
         lifecycle.enter(Phase::Closing);
@@ -89,8 +89,8 @@ pub(crate) async fn run(
     };
 
     let (aborted, aborted_upgraded) = if forced {
-        // Internal: read before cutting, since the dropped requests' guards
-        // (and upgraded connections) decrement the gauges as they go.
+        // Read before cutting, since the dropped requests' guards (and
+        // upgraded connections) decrement the gauges as they go.
         let metrics = &shared.metrics;
         let aborted = u64::try_from(metrics.active_requests.get()).unwrap_or(0);
         let aborted_upgraded = u64::try_from(metrics.upgraded_connections.get()).unwrap_or(0);
@@ -234,9 +234,9 @@ mod tests {
             }
         };
         let listener_closed = std::sync::Mutex::new(None);
-        // Internal: yields, as closing the real listener does (it joins the
-        // accept task), so that the recorder sees Draining before Closing;
-        // a watch shows only the last of the phases entered in one poll.
+        // Yields, as closing the real listener does (it joins the accept
+        // task), so that the recorder sees Draining before Closing; a watch
+        // shows only the last of the phases entered in one poll.
         let close_listener = async {
             tokio::task::yield_now().await;
             *listener_closed.lock().unwrap() =

@@ -1,20 +1,28 @@
-//! Test harness: runs the real `lameduck` binary on free loopback ports, sends
-//! it real signals, and talks raw HTTP/1.1 to it so that every byte and every
-//! close is visible.
+//! What the tests, the benchmarks and the rollout suite share: a server
+//! binary on free loopback ports ([`process`]), a raw HTTP/1.1 client that
+//! shows every byte and every close ([`http`]), and Prometheus samples
+//! ([`metrics`]). [`Lameduck`] is the `lameduck` binary for the server's
+//! tests: it sends real signals, and panics when something goes wrong.
 
 #![allow(missing_docs, missing_debug_implementations)]
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+pub mod http;
+pub mod metrics;
+pub mod process;
+
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 use serde_json::Value;
+
+pub use crate::http::{Conn, Response};
+pub use crate::metrics::Metrics;
+pub use crate::process::{Exit, Logs, Server, Serving};
 
 /// Longest any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -53,11 +61,9 @@ pub fn wait_for_metric(series: &str, value: f64, mut read: impl FnMut() -> Metri
 
 /// A running `lameduck serve`.
 pub struct Lameduck {
-    child: Child,
+    server: Server,
     pub app: SocketAddr,
     pub admin: SocketAddr,
-    logs: Arc<Mutex<Vec<Value>>>,
-    log_events: mpsc::Receiver<Value>,
 }
 
 impl Lameduck {
@@ -69,7 +75,8 @@ impl Lameduck {
 
     /// Like [`Lameduck::start`], with `RUST_LOG` set to `filter`.
     pub fn start_logging(args: &[&str], filter: &str) -> Self {
-        let mut child = Command::new(lameduck_bin())
+        let mut command = Command::new(lameduck_bin());
+        command
             .args([
                 "serve",
                 "--listen",
@@ -80,44 +87,22 @@ impl Lameduck {
             .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", filter)
-            .env("POD_NAME", "test-replica")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn lameduck");
-        let stdout = child.stdout.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, log_events) = mpsc::channel();
-        let kept = Arc::clone(&logs);
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let event: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-                kept.lock().unwrap().push(event.clone());
-                let _ = tx.send(event);
-            }
-        });
-        let mut server = Self {
-            child,
-            app: "0.0.0.0:0".parse().unwrap(),
-            admin: "0.0.0.0:0".parse().unwrap(),
-            logs,
-            log_events,
-        };
-        let serving = server.wait_log("serving");
-        server.app = serving["listen"].as_str().unwrap().parse().unwrap();
-        server.admin = serving["admin"].as_str().unwrap().parse().unwrap();
-        server
+            .env("POD_NAME", "test-replica");
+        let server = Server::start(&mut command, PATIENCE).unwrap_or_else(|e| panic!("{e}"));
+        let admin = server.admin.expect("lameduck logs its admin address");
+        Self {
+            app: server.listen,
+            admin,
+            server,
+        }
     }
 
     pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
+        self.server.pid()
     }
 
     pub fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
-            .expect("send signal");
+        self.server.signal(signal).expect("send signal");
     }
 
     /// SIGTERM, then waits until the server logged that it is draining, so
@@ -139,29 +124,27 @@ impl Lameduck {
     }
 
     fn wait_log_where(&self, wanted: impl Fn(&Value) -> bool) -> Value {
-        if let Some(event) = self.logs.lock().unwrap().iter().find(|e| wanted(e)) {
-            return event.clone();
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log_events.recv_timeout(left) {
-                Ok(event) if wanted(&event) => return event,
-                Ok(_) => {}
-                Err(_) => panic!("log event not seen; logs: {:#?}", self.logs()),
+        let json = |e: &Value| {
+            if let Value::String(line) = e {
+                panic!("log line is not JSON: {line}");
             }
-        }
+            wanted(e)
+        };
+        self.server
+            .logs()
+            .wait_for(json, PATIENCE)
+            .unwrap_or_else(|| panic!("log event not seen; logs: {:#?}", self.logs()))
     }
 
     pub fn logs(&self) -> Vec<Value> {
-        self.logs.lock().unwrap().clone()
+        self.server.logs().all()
     }
 
     /// Waits for the process to exit; returns its status and when it exited.
     pub fn wait_exit(&mut self) -> (ExitStatus, Instant) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.server.try_wait().unwrap() {
                 return (status, Instant::now());
             }
             assert!(Instant::now() < deadline, "lameduck did not exit");
@@ -171,7 +154,7 @@ impl Lameduck {
 
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.server.try_wait().expect("try_wait").is_none()
     }
 
     pub fn exit_code(&mut self) -> i32 {
@@ -193,167 +176,6 @@ impl Lameduck {
         let response = self.admin_get("/metrics");
         assert_eq!(response.status, 200);
         Metrics(String::from_utf8(response.body).unwrap())
-    }
-}
-
-impl Drop for Lameduck {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A Prometheus text exposition.
-#[derive(Debug)]
-pub struct Metrics(pub String);
-
-impl Metrics {
-    /// The value of the sample whose name and labels are exactly `series`.
-    pub fn value(&self, series: &str) -> Option<f64> {
-        self.0.lines().find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().unwrap())
-        })
-    }
-
-    pub fn get(&self, series: &str) -> f64 {
-        self.value(series)
-            .unwrap_or_else(|| panic!("no sample {series} in:\n{}", self.0))
-    }
-}
-
-/// A parsed HTTP/1.1 response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether the server announced that it closes the connection.
-    pub fn says_close(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-}
-
-/// One raw HTTP/1.1 connection.
-pub struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, PATIENCE)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(PATIENCE))?;
-        Ok(Self {
-            stream,
-            buf: Vec::new(),
-        })
-    }
-
-    pub fn send(&mut self, path: &str) -> io::Result<()> {
-        self.send_raw(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
-    }
-
-    /// Reads one complete response.
-    pub fn recv(&mut self) -> io::Result<Response> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head_len) = parsed
-                .parse(&self.buf)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
-                let status = parsed.code.unwrap();
-                let headers: Vec<(String, String)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_owned(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                let length: usize = headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |(_, v)| v.parse().unwrap());
-                if self.buf.len() >= head_len + length {
-                    let body = self.buf[head_len..head_len + length].to_vec();
-                    self.buf.drain(..head_len + length);
-                    return Ok(Response {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
-            }
-            let mut chunk = [0; 4096];
-            let n = self.stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before a complete response",
-                ));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Reads exactly `n` bytes past what responses consumed (an upgraded protocol).
-    pub fn read_raw(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        while self.buf.len() < n {
-            let mut chunk = [0; 4096];
-            let read = self.stream.read(&mut chunk)?;
-            if read == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.buf.extend_from_slice(&chunk[..read]);
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    pub fn get(&mut self, path: &str) -> io::Result<Response> {
-        self.send(path)?;
-        self.recv()
-    }
-
-    /// Waits up to `timeout` for the server to close the connection (EOF or
-    /// reset). Returns whether it did.
-    pub fn closed_within(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
-        let mut byte = [0; 1];
-        let closed = match self.stream.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => panic!("unexpected bytes from the server"),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                false
-            }
-            Err(_) => true,
-        };
-        self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        closed
     }
 }
 

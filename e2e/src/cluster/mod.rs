@@ -28,6 +28,7 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostPar
 use kube::config::KubeConfigOptions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use testkit::Metrics;
 use tokio::task::JoinHandle;
 
 use crate::driver::{self, Backend, Observed};
@@ -123,8 +124,8 @@ impl Release {
         let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
         let selector = selector_of(&deployment)?;
         let grace = grace_of(&deployment);
-        // Internal: an upgrade that changed the pod template rolled the
-        // Deployment; its old pods must not count as this run's terminations.
+        // An upgrade that changed the pod template rolled the Deployment; its
+        // old pods must not count as this run's terminations.
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         wait_until_none_terminating(&pods, &selector).await?;
 
@@ -267,8 +268,8 @@ fn check_pods(pods: &Pods, terminations: &[Termination], expect: Expect, verdict
         let Some(seen) = pods.seen.get(&t.name) else {
             continue;
         };
-        // Internal: deletionTimestamp − grace is the deletion request's time,
-        // truncated to whole seconds; the watch must have seen it soon after.
+        // DeletionTimestamp − grace is the deletion request's time, truncated
+        // to whole seconds; the watch must have seen it soon after.
         let lag = seen
             .deleted_ms
             .zip(seen.deleted_api_ms)
@@ -383,8 +384,8 @@ async fn wait_for_rollout(deployments: &Api<Deployment>, name: &str) -> Result<(
 /// Waits until no terminating server pod is left.
 async fn wait_for_old_pods(pods: &Mutex<Pods>) -> Result<()> {
     let deadline = tokio::time::Instant::now() + ROLLOUT_TIMEOUT;
-    // Internal: the rollout completes when the old ReplicaSet is scaled to
-    // zero; the watch may not have delivered the last deletion yet.
+    // The rollout completes when the old ReplicaSet is scaled to zero; the
+    // watch may not have delivered the last deletion yet.
     tokio::time::sleep(POLL * 2).await;
     while pods.lock().unwrap().terminating().next().is_some() {
         if tokio::time::Instant::now() > deadline {
@@ -433,11 +434,12 @@ async fn scrape_while_terminating(proxy: Proxy, name: String, shared: Arc<Shared
         {
             return;
         }
-        // Internal: failures are expected once the process has exited.
+        // Failures are expected once the process has exited.
         if let Ok(text) = proxy.get_once("/metrics").await
+            && let metrics = Metrics(text)
             && let (Some(phase), Some(duration)) = (
-                sample(&text, "lameduck_shutdown_phase"),
-                sample(&text, "lameduck_shutdown_duration_seconds"),
+                metrics.value("lameduck_shutdown_phase"),
+                metrics.value("lameduck_shutdown_duration_seconds"),
             )
             && let Some(s) = shared.pods.lock().unwrap().seen.get_mut(&name)
         {
@@ -594,16 +596,6 @@ async fn wait_until_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
     bail!("pods {selector} are still there")
 }
 
-/// The value of an unlabelled sample in Prometheus text format.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (series, value) = line.split_once(' ')?;
-        (series == name)
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,16 +626,5 @@ mod tests {
             "app.kubernetes.io/component=server,app.kubernetes.io/instance=lameduck"
         );
         assert_eq!(grace_of(&d), 35);
-    }
-
-    #[test]
-    fn reads_unlabelled_samples() {
-        let text = "# HELP x\nlameduck_shutdown_phase 2\nlameduck_shutdown_duration_seconds 0.75\n";
-        assert_eq!(sample(text, "lameduck_shutdown_phase"), Some(2.0));
-        assert_eq!(
-            sample(text, "lameduck_shutdown_duration_seconds"),
-            Some(0.75)
-        );
-        assert_eq!(sample(text, "missing"), None);
     }
 }

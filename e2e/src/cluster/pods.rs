@@ -90,8 +90,8 @@ impl Pods {
                 self.observe(&pod, now_ms, generation)
             }
             Event::InitDone => {
-                // Internal: a pod deleted while the watch was down is missing
-                // from the relist, and no Delete event will ever come for it.
+                // A pod deleted while the watch was down is missing from the
+                // relist, and no Delete event will ever come for it.
                 if let Some(listed) = self.relisting.take() {
                     let missing: Vec<String> = self
                         .seen

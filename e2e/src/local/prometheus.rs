@@ -45,8 +45,8 @@ impl Prometheus {
                  - files: [{targets:?}]\n        refresh_interval: 1s\n"
             ),
         )?;
-        // Internal: Prometheus cannot report a port it picked itself, so take
-        // a free one from the kernel and hand it over at once.
+        // Prometheus cannot report a port it picked itself, so take a free
+        // one from the kernel and hand it over at once.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))

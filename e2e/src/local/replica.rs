@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Serialize;
+use testkit::Serving;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -153,7 +154,7 @@ impl Replica {
             }
         };
         let exited = unix_ms();
-        // Internal: the log reader may still hold the last lines; give it a moment.
+        // The log reader may still hold the last lines; give it a moment.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut events = self.events.lock().unwrap().clone();
         events.exited = Some(exited);
@@ -176,6 +177,12 @@ impl Replica {
     }
 }
 
+/// Reads the replica's JSON log lines; sends its addresses once it serves.
+///
+/// The serving line is read as `testkit::Server` reads it, but the process
+/// stays a tokio child: the kubelet's sequence races its exit against the
+/// grace period on the runtime's clock, next to the load and the probes,
+/// where testkit's blocking process would hold a thread per replica.
 async fn read_logs(
     stdout: tokio::process::ChildStdout,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
@@ -187,13 +194,14 @@ async fn read_logs(
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if event["message"] == "serving" {
-            let addr = |key: &str| event[key].as_str().and_then(|a| a.parse().ok());
-            if let (Some(app), Some(admin), Some(tx)) =
-                (addr("listen"), addr("admin"), serving.take())
-            {
-                let _ = tx.send((app, admin));
-            }
+        if Serving::is(&event)
+            && let Ok(Serving {
+                listen,
+                admin: Some(admin),
+            }) = Serving::from_event(&event)
+            && let Some(tx) = serving.take()
+        {
+            let _ = tx.send((listen, admin));
         }
         logs.lock().unwrap().push(event);
     }

@@ -155,8 +155,8 @@ impl ActivityIo {
                 let release = h2.release_at.get_or_insert_with(|| {
                     Box::pin(tokio::time::sleep(grace.min(crate::config::LONGEST)))
                 });
-                // Internal: polled before reading, so that the timer wakes
-                // the task when the socket has nothing more to say.
+                // Polled before reading, so that the timer wakes the task
+                // when the socket has nothing more to say.
                 if release.as_mut().poll(cx).is_ready()
                     && let Some(ack) = h2.frames.release()
                 {
@@ -195,11 +195,11 @@ impl ActivityIo {
             let n = buf.remaining().min(this.prefix_end - this.prefix_start);
             buf.put_slice(&this.prefix[this.prefix_start..this.prefix_start + n]);
             this.prefix_start += n;
-            // Internal: the rest of the first request is usually in the socket
-            // already; hand it over in the same read. Split over two reads,
-            // hyper's read buffer grows from 8 to 16 KiB and stays so for the
-            // life of the connection. An error or nothing ready is left for
-            // the next read.
+            // The rest of the first request is usually in the socket already;
+            // hand it over in the same read. Split over two reads, hyper's
+            // read buffer grows from 8 to 16 KiB and stays so for the life of
+            // the connection. An error or nothing ready is left for the next
+            // read.
             if let (true, Some(stream)) = (
                 this.prefix_start == this.prefix_end && buf.remaining() > 0,
                 &mut this.stream,

@@ -75,8 +75,8 @@ pub(crate) async fn serve(
         };
         let io = TokioIo::new(io);
         let shared = &state.shared;
-        // Internal: boxed, so that a parked connection's task holds neither
-        // hyper's connection state nor its buffers.
+        // Boxed, so that a parked connection's task holds neither hyper's
+        // connection state nor its buffers.
         let outcome = match protocol {
             Protocol::Http1 => {
                 let conn = shared.h1.serve_connection(io, service.clone());
@@ -120,8 +120,8 @@ async fn upgraded(state: &ConnState, cut: &CancellationToken) {
     let metrics = &state.shared.metrics;
     metrics.upgraded_connections.inc();
     tokio::select! {
-        // Internal: the socket's drop stores a permit if it comes first (a
-        // client gone before the upgrade completed, say).
+        // The socket's drop stores a permit if it comes first (a client
+        // gone before the upgrade completed, say).
         () = state.upgrade_closed.notified() => debug!("upgraded connection closed"),
         // Counted by the shutdown, which reads the gauge before cutting.
         () = cut.cancelled() => debug!("upgraded connection dropped by a forced shutdown"),
@@ -165,8 +165,8 @@ async fn detect(
                 debug!("no request within the header read timeout");
                 return None;
             }
-            // Internal: only while nothing has arrived; a partial request is
-            // not idle, and the header read timeout bounds it.
+            // Only while nothing has arrived; a partial request is not idle,
+            // and the header read timeout bounds it.
             () = idle_while_closing(&mut phase, state), if len == 0 => return None,
         };
         match read {
@@ -202,9 +202,9 @@ where
     let close_requested = async {
         match protocol {
             Protocol::Http2 if accepted_while_draining => {
-                // Internal: the client connected to send a request; a GOAWAY
-                // ahead of it would refuse it. Serve its first stream, then
-                // ask it to move on (or when closing starts, whichever first).
+                // The client connected to send a request; a GOAWAY ahead of it
+                // would refuse it. Serve its first stream, then ask it to move
+                // on (or when closing starts, whichever first).
                 tokio::select! {
                     () = first_request(state) => {}
                     _ = phase.wait_for(|p| *p >= Phase::Closing) => {}
@@ -222,8 +222,8 @@ where
             Protocol::Http2 => std::future::pending().await,
         }
     };
-    // Internal: woken for every read and write, the task polls these only
-    // when they fire (see `quiet`).
+    // Woken for every read and write, the task polls these only when they
+    // fire (see `quiet`).
     let mut close_requested = pin!(Quiet::new(close_requested));
     let mut cancelled = pin!(Quiet::new(cut.cancelled()));
     let mut header_timeout = pin!(Quiet::new(header_timeout));
@@ -275,9 +275,9 @@ where
                 return Outcome::Closed;
             }
             () = &mut park, if !asked => {
-                // Internal: idle, nothing arriving, and hyper is polled only
-                // by this task: it closes at once and hands the socket back
-                // (see `io`). Bytes arriving meanwhile wait in the socket.
+                // Idle, nothing arriving, and hyper is polled only by this
+                // task: it closes at once and hands the socket back (see
+                // `io`). Bytes arriving meanwhile wait in the socket.
                 state.start_parking();
                 graceful_shutdown(conn.as_mut());
                 asked = true;
@@ -291,9 +291,9 @@ where
 /// for complete request headers, since it opened or since its last request
 /// ended.
 ///
-/// Internal: hyper's own timeout arms and drops a timer for every request.
-/// This one sleeps until the earliest possible deadline and checks again on
-/// waking, so a request costs no timer at all.
+/// hyper's own timeout arms and drops a timer for every request. This one
+/// sleeps until the earliest possible deadline and checks again on waking,
+/// so a request costs no timer at all.
 async fn header_read_timeout(state: &ConnState) {
     let timeout = state.shared.config.header_read_timeout;
     loop {
@@ -334,8 +334,8 @@ async fn first_request(state: &ConnState) {
 /// Resolves once the server is closing and the connection has been idle for
 /// `idle_grace`.
 async fn idle_while_closing(phase: &mut watch::Receiver<Phase>, state: &ConnState) {
-    // Internal: an error means the lifecycle is gone, which only happens once
-    // the server itself is; treat it as closing.
+    // An error means the lifecycle is gone, which only happens once the
+    // server itself is; treat it as closing.
     let _ = phase.wait_for(|p| *p >= Phase::Closing).await;
     let grace = state.shared.config.idle_grace;
     loop {

@@ -94,8 +94,8 @@ impl ConnState {
         let since = self
             .shared
             .instant_at(self.waiting_since.load(Ordering::Relaxed));
-        // Internal: a library caller may pass any duration; past a year it
-        // makes no difference, and `Instant` cannot overflow.
+        // A library caller may pass any duration; past a year it makes no
+        // difference, and `Instant` cannot overflow.
         since + self.shared.config.header_read_timeout.min(LONGEST)
     }
 
@@ -128,8 +128,8 @@ impl ConnState {
     pub(crate) fn start_request(&self) -> u64 {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.request_arriving.store(false, Ordering::Relaxed);
-        // Internal: the connection's last sign of life is the read that
-        // brought the headers in (or, pipelined, the end of the request
+        // The connection's last sign of life is the read that brought
+        // the headers in (or, pipelined, the end of the request
         // before), microseconds ago; reading it saves a clock read.
         self.last_active.load(Ordering::Relaxed)
     }

@@ -81,13 +81,13 @@ where
             .expect("TrackedFuture polled after completion");
         guard.status = Some(response.status());
         if guard.http1 && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // Internal: set before hyper writes the response, so before the
+            // Set before hyper writes the response, so before the
             // application can read or write the upgraded socket.
             guard.conn.mark_upgraded();
         } else if guard.http1 && guard.conn.shared.lifecycle.phase() >= Phase::Draining {
-            // Internal: the phase is read when the response is ready, not
-            // when the request arrived, so a request that straddles the
-            // signal still closes its connection.
+            // The phase is read when the response is ready, not when the
+            // request arrived, so a request that straddles the signal
+            // still closes its connection.
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -1,19 +1,19 @@
-//! A small blocking HTTP/1.1 client: the harness holds thousands of idle
-//! connections and times single responses, where every socket must be one the
-//! harness controls and nothing may poll in the background.
+//! A small blocking HTTP/1.1 client over one raw connection, so that every
+//! byte and every close is visible: the socket is one the caller controls and
+//! nothing polls in the background.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use crate::PATIENCE;
+
 /// A response, read whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    /// Status code.
     pub status: u16,
     /// Header names (lower case) and values, in order.
     pub headers: Vec<(String, String)>,
-    /// The body.
     pub body: Vec<u8>,
 }
 
@@ -26,8 +26,8 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether the server said it closes the connection after this response.
-    pub fn closes(&self) -> bool {
+    /// Whether the server announced that it closes the connection.
+    pub fn says_close(&self) -> bool {
         self.header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
@@ -36,7 +36,6 @@ impl Response {
 /// A parsed response head.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Head {
-    /// Status code.
     pub status: u16,
     /// Header names (lower case) and values.
     pub headers: Vec<(String, String)>,
@@ -88,19 +87,25 @@ fn invalid(message: String) -> io::Error {
 
 /// A request line and headers for `method path`, keep-alive.
 pub fn request(method: &str, path: &str) -> Vec<u8> {
-    format!("{method} {path} HTTP/1.1\r\nhost: bench\r\n\r\n").into_bytes()
+    format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
 }
 
-/// One keep-alive connection.
+/// One raw HTTP/1.1 connection.
 #[derive(Debug)]
-pub struct Client {
+pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    timeout: Duration,
 }
 
-impl Client {
+impl Conn {
+    /// Connects to `addr`; every later read or write waits at most [`PATIENCE`].
+    pub fn connect(addr: SocketAddr) -> io::Result<Self> {
+        Self::connect_timeout(addr, PATIENCE)
+    }
+
     /// Connects to `addr`; every later read or write waits at most `timeout`.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
+    pub fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
@@ -108,16 +113,26 @@ impl Client {
         Ok(Self {
             stream,
             buf: Vec::with_capacity(1024),
+            timeout,
         })
     }
 
-    /// Sends a request without waiting for its response.
-    pub fn send(&mut self, method: &str, path: &str) -> io::Result<()> {
-        self.stream.write_all(&request(method, path))
+    /// Sends `GET path` without waiting for its response.
+    pub fn send(&mut self, path: &str) -> io::Result<()> {
+        self.send_request("GET", path)
     }
 
-    /// Reads the next response (bodies with `content-length`, or up to the
-    /// close when there is none).
+    /// Sends `method path` without waiting for its response.
+    pub fn send_request(&mut self, method: &str, path: &str) -> io::Result<()> {
+        self.send_raw(&request(method, path))
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads the next response: a body of `content-length` bytes, none for a
+    /// status that has none (1xx, 204, 304), else up to the close.
     pub fn recv(&mut self) -> io::Result<Response> {
         self.recv_response(true)
     }
@@ -131,11 +146,15 @@ impl Client {
             }
             let n = self.stream.read(&mut chunk)?;
             if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before a complete response",
+                ));
             }
             self.buf.extend_from_slice(&chunk[..n]);
         };
-        let content_length = if with_body {
+        let bodiless = matches!(head.status, 100..=199 | 204 | 304);
+        let content_length = if with_body && !bodiless {
             head.content_length
         } else {
             Some(0)
@@ -164,22 +183,57 @@ impl Client {
         })
     }
 
+    /// Reads exactly `n` bytes past what responses consumed (an upgraded protocol).
+    pub fn read_raw(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buf.len() < n {
+            let mut chunk = [0; 4096];
+            let read = self.stream.read(&mut chunk)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
     /// Sends `GET path` and reads its response.
     pub fn get(&mut self, path: &str) -> io::Result<Response> {
-        self.send("GET", path)?;
+        self.send(path)?;
         self.recv()
     }
 
     /// Sends `method path` and reads its response.
     pub fn call(&mut self, method: &str, path: &str) -> io::Result<Response> {
-        self.send(method, path)?;
+        self.send_request(method, path)?;
         self.recv_response(method != "HEAD")
+    }
+
+    /// Waits up to `timeout` for the server to close the connection (EOF or
+    /// reset). Returns whether it did.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut byte = [0; 1];
+        let closed = match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => panic!("unexpected bytes from the server"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(_) => true,
+        };
+        self.stream.set_read_timeout(Some(self.timeout)).unwrap();
+        closed
     }
 }
 
 /// One request on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Response> {
-    Client::connect(addr, timeout)?.get(path)
+    Conn::connect_timeout(addr, timeout)?.get(path)
 }
 
 #[cfg(test)]
@@ -209,7 +263,7 @@ mod tests {
             headers: vec![("connection".into(), "Close".into())],
             body: vec![],
         };
-        assert!(response.closes());
+        assert!(response.says_close());
         assert_eq!(response.header("Connection"), Some("Close"));
         assert_eq!(response.header("date"), None);
     }
@@ -227,8 +281,8 @@ mod tests {
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhiHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();
         });
-        let mut client = Client::connect(addr, Duration::from_secs(5)).unwrap();
-        client.send("GET", "/").unwrap();
+        let mut client = Conn::connect_timeout(addr, Duration::from_secs(5)).unwrap();
+        client.send("/").unwrap();
         let first = client.recv().unwrap();
         assert_eq!((first.status, first.body.as_slice()), (200, &b"hi"[..]));
         let second = client.recv().unwrap();
