@@ -49,10 +49,18 @@ pub fn write(record: &RunRecord, dir: &Path) -> Result<(PathBuf, PathBuf)> {
 
 /// The summary table.
 pub fn summary(record: &RunRecord) -> String {
-    let load = &record.load;
-    let o = &load.outcomes;
-    let seconds = load.elapsed_ms as f64 / 1e3;
     let mut out = String::new();
+    settings(&mut out, record);
+    load_rows(&mut out, &record.load);
+    protocol_rows(&mut out, &record.load);
+    stream_rows(&mut out, &record.load);
+    replica_rows(&mut out, record);
+    failures_and_verdict(&mut out, record);
+    out
+}
+
+/// The run's label, its settings and how long each rollout took.
+fn settings(out: &mut String, record: &RunRecord) {
     let _ = writeln!(out, "── {} ({} backend) ──", record.label, record.backend);
     for (name, value) in &record.settings {
         let _ = writeln!(out, "  {name:<28} {value}");
@@ -69,6 +77,12 @@ pub fn summary(record: &RunRecord) -> String {
         })
         .collect();
     let _ = writeln!(out, "  {:<28} {}", "rollout took", rollout_s.join("; "));
+}
+
+/// What the load generator sent and what came back, over all protocols.
+fn load_rows(out: &mut String, load: &loadgen::Report) {
+    let o = &load.outcomes;
+    let seconds = load.elapsed_ms as f64 / 1e3;
     let conns = &load.connections;
     let rows: [(&str, String); 11] = [
         (
@@ -128,6 +142,10 @@ pub fn summary(record: &RunRecord) -> String {
     for (name, value) in rows {
         let _ = writeln!(out, "  {name:<28} {value}");
     }
+}
+
+/// One row per protocol: sent, ok, resent, failed by kind.
+fn protocol_rows(out: &mut String, load: &loadgen::Report) {
     let _ = writeln!(
         out,
         "  {:<28} {:>8} {:>8} {:>8}  failed",
@@ -144,6 +162,10 @@ pub fn summary(record: &RunRecord) -> String {
             failed_by_kind(&p.report.outcomes)
         );
     }
+}
+
+/// One row per kind of long-lived client that ran.
+fn stream_rows(out: &mut String, load: &loadgen::Report) {
     let _ = writeln!(
         out,
         "  {:<28} {:>8} {:>8} {:>8} {:>8}  failed",
@@ -164,6 +186,10 @@ pub fn summary(record: &RunRecord) -> String {
             stream_failures(st)
         );
     }
+}
+
+/// When each replica became ready, was deleted, got SIGTERM and exited.
+fn replica_rows(out: &mut String, record: &RunRecord) {
     let _ = writeln!(out, "  replicas:");
     for r in &record.replicas {
         let since = |t: Option<u64>| {
@@ -184,6 +210,11 @@ pub fn summary(record: &RunRecord) -> String {
             if r.killed { " (SIGKILL)" } else { "" },
         );
     }
+}
+
+/// The first failures, every check and the verdict.
+fn failures_and_verdict(out: &mut String, record: &RunRecord) {
+    let load = &record.load;
     if !load.errors.is_empty() {
         let _ = writeln!(out, "  first failures:");
         for e in load.errors.iter().take(5) {
@@ -205,7 +236,6 @@ pub fn summary(record: &RunRecord) -> String {
             "FAIL"
         }
     );
-    out
 }
 
 /// `0`, or the total and its non-zero kinds: `37 (connect refused 12, reset
