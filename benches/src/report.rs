@@ -756,16 +756,19 @@ fn h2_speed_section(out: &mut String, r: &Results) {
 /// Where lameduck's instructions beyond bare hyper's go, from
 /// `callgrind_annotate` on both servers at the commit that last changed it.
 const CALLGRIND_NOTE: &str = "Where lameduck's extra instructions per HTTP/1.1 request \
-    go (`callgrind_annotate --inclusive=yes` on both servers, 6,000 requests less 2,000, \
-    about 2,100 in all): the `Drain` every request carries in its extensions, about 430 \
-    (`http::Extensions` allocates its map, its table and the boxed value, and frees them \
-    with the request); the request guard, about 250 (the latency histogram, the \
-    active-requests gauge, one clock read at the end); the socket wrapper's reads, about \
-    200 (a clock read per read that brings bytes); tokio's timer wheel, about 190 (the \
-    connection's lazy header-read and parking timers are pending, so every park of a \
-    worker reads the clock twice rather than once); the connection task's `select!` over \
-    its shutdown futures, about 100; the rest spread over moves of the larger request and \
-    response types and hyper's write path, inlined differently.";
+    go (`callgrind_annotate --inclusive=yes` on both servers, 6,000 requests less 2,000; \
+    about 2,000 in all, measured at 10,001 against 8,019): the `Drain` every request \
+    carries in its extensions, about 450 (`http::Extensions` allocates its map, its table \
+    and the boxed value, and frees them with the request); the request's tracking, about \
+    420 (the guard's start and end: latency histogram, active-requests gauge, one clock \
+    read; the response future and body wrappers, and the response's move into the \
+    wrapped type); the socket wrapper's reads, about 220 (a clock read for each read that \
+    brings bytes); tokio's timer wheel, about 190 (the connection's lazy header-read and \
+    parking timers are pending, so every park of a worker reads the clock twice rather \
+    than once); the connection task's `select!` over its shutdown futures, about 100; \
+    most of the rest in hyper's HTTP/1 write path, which for the wrapped body is inlined \
+    differently (about 370 more in `poll_write` besides the guard). Over h2c the same \
+    costs weigh less against HTTP/2's own framing.";
 
 fn callgrind_section(out: &mut String, r: &Results) {
     let c = &r.callgrind;
