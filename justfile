@@ -141,7 +141,7 @@ _e2e-build:
 _render values:
     python3 scripts/render_chart.py --values e2e/values/{{values}}.yaml --out target/e2e/{{values}}.rendered.json
 
-# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics) and the load generator's HTTP/2 speed against h2load; writes BENCHMARKS.md.
+# Benchmark lameduck against a bare hyper server (throughput, shutdown, memory, /metrics, callgrind instructions per request) and the load generator's HTTP/2 speed against h2load; writes BENCHMARKS.md.
 bench *ARGS: setup-bench
     cargo build --release --locked -p lameduck-cli -p lameduck-bench -p loadgen
     cargo run --release --locked --quiet -p lameduck-bench -- {{ARGS}}
@@ -151,6 +151,6 @@ bench-check *ARGS: setup-bench
     cargo build --release --locked -p lameduck-cli -p lameduck-bench -p loadgen
     cargo run --release --locked --quiet -p lameduck-bench -- --check {{ARGS}}
 
-# Install what the benchmarks need besides Rust (wrk; h2load, from nghttp2-client).
+# Install what the benchmarks need besides Rust (wrk; h2load, from nghttp2-client; valgrind, for callgrind).
 setup-bench:
-    scripts/setup-debian wrk nghttp2-client
+    scripts/setup-debian wrk nghttp2-client valgrind

@@ -97,11 +97,32 @@ impl H2load {
         streams: u32,
         requests: u64,
     ) -> anyhow::Result<Run> {
+        self.run_args(&[
+            format!("--clients={conns}"),
+            format!("--max-concurrent-streams={streams}"),
+            format!("--requests={requests}"),
+            format!("http://{addr}/"),
+        ])
+    }
+
+    /// Sends `requests` `GET /` to `addr` one at a time on one connection:
+    /// over HTTP/1.1 with `http1`, else over h2c with prior knowledge.
+    pub fn sequential(&self, addr: SocketAddr, http1: bool, requests: u64) -> anyhow::Result<Run> {
+        let mut args = vec![
+            "--clients=1".to_owned(),
+            "--max-concurrent-streams=1".to_owned(),
+            format!("--requests={requests}"),
+        ];
+        if http1 {
+            args.push("--h1".to_owned());
+        }
+        args.push(format!("http://{addr}/"));
+        self.run_args(&args)
+    }
+
+    fn run_args(&self, args: &[String]) -> anyhow::Result<Run> {
         let output = Command::new(&self.program)
-            .arg(format!("--clients={conns}"))
-            .arg(format!("--max-concurrent-streams={streams}"))
-            .arg(format!("--requests={requests}"))
-            .arg(format!("http://{addr}/"))
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("cannot run {}", self.program.display()))?;

@@ -12,6 +12,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod baseline;
+pub mod callgrind;
 pub mod h2load;
 pub mod loadgen;
 pub mod machine;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use lameduck_bench::callgrind::Valgrind;
 use lameduck_bench::h2load::H2load;
 use lameduck_bench::loadgen::Loadgen;
 use lameduck_bench::machine::{self, Machine};
@@ -75,6 +76,13 @@ struct Args {
     /// Requests per HTTP/2 run of either.
     #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1_000..=10_000_000))]
     h2_requests: u64,
+    /// The valgrind binary, for the instructions per request.
+    #[arg(long, default_value = "valgrind")]
+    valgrind: PathBuf,
+    /// Requests of the smaller callgrind run of each server; the larger
+    /// serves three times as many.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    callgrind_requests: u64,
 }
 
 fn main() -> ExitCode {
@@ -191,6 +199,9 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
         h2_conns: args.h2_conns,
         h2_streams: args.h2_streams,
         h2_requests: args.h2_requests,
+        valgrind: Valgrind::new(&args.valgrind),
+        callgrind_requests: (args.callgrind_requests, 3 * args.callgrind_requests),
+        scratch: scratch.to_owned(),
     };
     let load_before = machine::load_average();
     let mut log = |line: &str| println!("{line}");
@@ -207,6 +218,11 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
         plan.h2_conns, plan.h2_streams, plan.h2_requests
     );
     let h2_speed = measure::h2_speed(&plan, &mut log)?;
+    println!(
+        "instructions per `GET /` under callgrind ({} and {} requests, one at a time):",
+        plan.callgrind_requests.0, plan.callgrind_requests.1
+    );
+    let callgrind = measure::instructions(&plan, &mut log)?;
     Ok(Results {
         machine,
         setup: Setup {
@@ -226,5 +242,6 @@ fn measure_all(args: &Args, scratch: &Path, started: Instant) -> anyhow::Result<
         memory,
         metrics,
         h2_speed,
+        callgrind,
     })
 }

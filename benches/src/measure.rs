@@ -11,10 +11,14 @@ use anyhow::{Context, bail, ensure};
 use testkit::Metrics;
 use testkit::http::{self, Conn};
 
+use crate::callgrind::{Protocol, Valgrind};
 use crate::h2load::H2load;
 use crate::loadgen::Loadgen;
 use crate::process::{self, Exit, REPLICA, Server};
-use crate::results::{H2Speed, Memory, MetricsRender, Pair, Shutdown, SpeedPair, Throughput};
+use crate::results::{
+    Callgrind, CallgrindCost, CallgrindRuns, H2Speed, Memory, MetricsRender, Pair, Shutdown,
+    SpeedPair, Throughput,
+};
 use crate::wrk::Wrk;
 
 /// Longest any single socket operation of the harness may wait.
@@ -73,6 +77,12 @@ pub struct Plan {
     pub h2_streams: u32,
     /// Requests per run of either.
     pub h2_requests: u64,
+    /// valgrind, for the instruction counts.
+    pub valgrind: Valgrind,
+    /// Requests of the smaller and the larger callgrind run of each server.
+    pub callgrind_requests: (u64, u64),
+    /// Where callgrind writes its output.
+    pub scratch: PathBuf,
 }
 
 /// lameduck's arguments: free loopback ports, JSON logs, default shutdown settings.
@@ -216,6 +226,101 @@ pub fn h2_speed(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<H2Spee
         }
     }
     Ok(speed)
+}
+
+/// Instructions per `GET /` under callgrind, lameduck (with the throughput
+/// runs' options) and the bare hyper server, over HTTP/1.1 and h2c: each
+/// server runs twice per protocol, serving the smaller then the larger
+/// number of requests one at a time on one connection (h2load, `-c 1 -m 1`),
+/// and exits on SIGTERM. A run that fails, or gets an answer other than a
+/// 2xx, makes its protocol's figures unknown.
+pub fn instructions(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<Callgrind> {
+    let (small, big) = plan.callgrind_requests;
+    let mut callgrind = Callgrind {
+        valgrind: plan.valgrind.version(),
+        small,
+        big,
+        costs: Vec::new(),
+    };
+    for protocol in [Protocol::Http1, Protocol::H2c] {
+        let mut cost = CallgrindCost {
+            protocol: protocol.name(),
+            lameduck: CallgrindRuns::default(),
+            baseline: CallgrindRuns::default(),
+            unknown: Vec::new(),
+        };
+        for lameduck in [true, false] {
+            let (server, runs) = if lameduck {
+                ("lameduck", &mut cost.lameduck)
+            } else {
+                ("bare hyper", &mut cost.baseline)
+            };
+            for requests in [small, big] {
+                match callgrind_run(plan, protocol, lameduck, requests) {
+                    Ok(ir) => {
+                        log(&format!(
+                            "  {}, {server}, {requests} requests: {ir} instructions",
+                            protocol.name()
+                        ));
+                        let slot = if requests == small {
+                            &mut runs.small
+                        } else {
+                            &mut runs.big
+                        };
+                        *slot = Some((requests, ir));
+                    }
+                    Err(error) => {
+                        let line = format!(
+                            "{}, {server}, {requests} requests: {error:#}",
+                            protocol.name()
+                        );
+                        log(&format!("  {line}"));
+                        cost.unknown.push(line);
+                    }
+                }
+            }
+        }
+        match (cost.lameduck(), cost.baseline(), cost.ratio()) {
+            (Some(a), Some(b), Some(ratio)) => log(&format!(
+                "  {}: lameduck {a:.0}, bare hyper {b:.0} instructions per request, ratio {ratio:.3}",
+                protocol.name()
+            )),
+            _ => log(&format!("  {}: unknown", protocol.name())),
+        }
+        callgrind.costs.push(cost);
+    }
+    Ok(callgrind)
+}
+
+/// One server under callgrind serving `requests`; its instruction total.
+fn callgrind_run(
+    plan: &Plan,
+    protocol: Protocol,
+    lameduck: bool,
+    requests: u64,
+) -> anyhow::Result<u64> {
+    let name = format!(
+        "callgrind-{}-{}-{requests}.out",
+        if lameduck { "lameduck" } else { "bare-hyper" },
+        match protocol {
+            Protocol::Http1 => "h1",
+            Protocol::H2c => "h2c",
+        }
+    );
+    let out = plan.scratch.join(name);
+    let _ = std::fs::remove_file(&out);
+    let server = if lameduck {
+        plan.valgrind
+            .start(&out, &plan.lameduck, &lameduck_args(&[]))?
+    } else {
+        let args: &[&str] = match protocol {
+            Protocol::Http1 => &["127.0.0.1:0"],
+            Protocol::H2c => &["--h2c", "127.0.0.1:0"],
+        };
+        plan.valgrind.start(&out, &plan.baseline, args)?
+    };
+    server.drive(&plan.h2load, protocol, requests)?;
+    server.finish(lameduck)
 }
 
 fn requests_served(server: &Server) -> anyhow::Result<f64> {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{H2Speed, Results};
+use crate::results::{Callgrind, H2Speed, Results};
 use crate::stats::{Goal, Summary, Verdict, judge};
 
 /// How a figure's numbers read.
@@ -18,6 +18,8 @@ pub enum Unit {
     Bytes,
     /// Requests per second.
     PerSecond,
+    /// Instructions (callgrind's `Ir`).
+    Instructions,
 }
 
 impl Unit {
@@ -29,6 +31,7 @@ impl Unit {
             Unit::Micros => format!("{value:.0} µs"),
             Unit::Bytes => format!("{:.1} MiB", value / MIB),
             Unit::PerSecond => format!("{} req/s", thousands(value.round() as usize)),
+            Unit::Instructions => thousands(value.round() as usize),
         }
     }
 }
@@ -117,6 +120,7 @@ pub fn figures(r: &Results) -> Vec<Figure> {
     figures.extend(memory_figures(r));
     figures.push(metrics_figure(r));
     figures.extend(h2_speed_figures(&r.h2_speed));
+    figures.extend(callgrind_figures(&r.callgrind));
     figures
 }
 
@@ -241,6 +245,39 @@ fn metrics_figure(r: &Results) -> Figure {
         goal: Goal::None,
         baseline: None,
     }
+}
+
+/// lameduck's instructions per request over bare hyper's, at most.
+pub const INSTRUCTIONS_GOAL: f64 = 1.10;
+
+fn callgrind_figures(c: &Callgrind) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for cost in &c.costs {
+        figures.push(Figure {
+            name: format!(
+                "Instructions per `GET /`, lameduck / bare hyper, {} (callgrind)",
+                cost.protocol
+            ),
+            unit: Unit::Ratio,
+            samples: cost.ratio().into_iter().collect(),
+            goal: Goal::AtMost(INSTRUCTIONS_GOAL),
+            baseline: None,
+        });
+        figures.push(Figure {
+            name: format!(
+                "Instructions per `GET /`, lameduck, {} (callgrind)",
+                cost.protocol
+            ),
+            unit: Unit::Instructions,
+            samples: cost.lameduck().into_iter().collect(),
+            goal: Goal::None,
+            baseline: cost.baseline().map(|value| Baseline {
+                value,
+                what: "bare hyper",
+            }),
+        });
+    }
+    figures
 }
 
 /// The load generator's goal: its HTTP/2 requests per second alone, on
@@ -374,6 +411,7 @@ pub fn markdown(r: &Results) -> String {
     memory_section(&mut out, r);
     metrics_section(&mut out, r);
     h2_speed_section(&mut out, r);
+    callgrind_section(&mut out, r);
     method_section(&mut out, r);
     out
 }
@@ -743,6 +781,93 @@ fn h2_speed_section(out: &mut String, r: &Results) {
     out.push('\n');
 }
 
+/// Where lameduck's instructions beyond bare hyper's go, from
+/// `callgrind_annotate` on both servers at the commit that last changed it.
+const CALLGRIND_NOTE: &str = "Where lameduck's extra instructions per HTTP/1.1 request \
+    go (`callgrind_annotate --inclusive=yes` on both servers, 6,000 requests less 2,000; \
+    about 2,000 in all, measured at 10,001 against 8,019): the `Drain` every request \
+    carries in its extensions, about 450 (`http::Extensions` allocates its map, its table \
+    and the boxed value, and frees them with the request); the request's tracking, about \
+    420 (the guard's start and end: latency histogram, active-requests gauge, one clock \
+    read; the response future and body wrappers, and the response's move into the \
+    wrapped type); the socket wrapper's reads, about 220 (a clock read for each read that \
+    brings bytes); tokio's timer wheel, about 190 (the connection's lazy header-read and \
+    parking timers are pending, so every park of a worker reads the clock twice rather \
+    than once); the connection task's `select!` over its shutdown futures, about 100; \
+    most of the rest in hyper's HTTP/1 write path, which for the wrapped body is inlined \
+    differently (about 370 more in `poll_write` besides the guard). Over h2c the same \
+    costs weigh less against HTTP/2's own framing.";
+
+fn callgrind_section(out: &mut String, r: &Results) {
+    let c = &r.callgrind;
+    let _ = writeln!(out, "## Instructions per request (callgrind)\n");
+    let _ = writeln!(
+        out,
+        "Instructions executed per `GET /`, counted by valgrind's callgrind ({}) over every \
+         thread of the server: a cost that does not depend on the machine's load. Each server \
+         runs under callgrind twice per protocol, once serving {} requests and once {}, one \
+         at a time on one connection (`h2load -c 1 -m 1 -n N`, with `--h1` for HTTP/1.1; \
+         HTTP/2 is h2c with prior knowledge), then gets SIGTERM; the figure is the \
+         difference between the two totals over the difference in requests, so that \
+         start-up, the connection and the exit cancel out. lameduck runs with the options \
+         of the throughput runs, bare hyper as `bare-hyper` (HTTP/1.1) and `bare-hyper --h2c`; \
+         both are the release builds, allocating with jemalloc configured alike. The counts \
+         repeat to within about 0.2% from run to run (timers and jemalloc's background \
+         thread still run on the clock). A run that fails, or gets an answer other than a \
+         2xx, makes its protocol's figures unknown, and `just bench-check` fails; so does a \
+         ratio above {}.\n",
+        c.valgrind,
+        thousands(c.small as usize),
+        thousands(c.big as usize),
+        Unit::Ratio.format(INSTRUCTIONS_GOAL),
+    );
+    header(
+        out,
+        &[
+            "protocol",
+            "lameduck",
+            "bare hyper",
+            "ratio",
+            "lameduck runs (requests: instructions)",
+            "bare hyper runs",
+        ],
+    );
+    let per_request = |v: Option<f64>| v.map_or("unknown".into(), |v| Unit::Instructions.format(v));
+    let runs = |r: &crate::results::CallgrindRuns| {
+        [r.small, r.big]
+            .iter()
+            .map(|run| {
+                run.map_or("—".into(), |(n, ir)| {
+                    format!("{}: {}", thousands(n as usize), thousands(ir as usize))
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for cost in &c.costs {
+        row(
+            out,
+            &[
+                cost.protocol.to_owned(),
+                per_request(cost.lameduck()),
+                per_request(cost.baseline()),
+                cost.ratio()
+                    .map_or("unknown".into(), |v| Unit::Ratio.format(v)),
+                runs(&cost.lameduck),
+                runs(&cost.baseline),
+            ],
+        );
+    }
+    let unknown: Vec<&String> = c.costs.iter().flat_map(|cost| &cost.unknown).collect();
+    if !unknown.is_empty() {
+        let _ = writeln!(out, "\nRuns that taught nothing:\n");
+        for line in unknown {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    let _ = writeln!(out, "\n{CALLGRIND_NOTE}\n");
+}
+
 fn method_section(out: &mut String, r: &Results) {
     let _ = writeln!(out, "## How it is measured\n");
     let _ = writeln!(
@@ -809,7 +934,8 @@ mod tests {
     use super::*;
     use crate::machine::Machine;
     use crate::results::{
-        H2Speed, Memory, MetricsRender, Pair, Results, Setup, Shutdown, SpeedPair, Throughput,
+        Callgrind, CallgrindCost, CallgrindRuns, H2Speed, Memory, MetricsRender, Pair, Results,
+        Setup, Shutdown, SpeedPair, Throughput,
     };
     use crate::wrk::Run;
 
@@ -894,6 +1020,33 @@ mod tests {
                 .to_vec(),
                 unknown: Vec::new(),
             },
+            callgrind: Callgrind {
+                valgrind: "valgrind-3.19.0".into(),
+                small: 2000,
+                big: 6000,
+                costs: vec![
+                    cost("HTTP/1.1", 8_500, 8_000),
+                    cost("HTTP/2 (h2c)", 26_000, 25_000),
+                ],
+            },
+        }
+    }
+
+    /// Runs of 2000 and 6000 requests that cost `per_request` each, on top
+    /// of start-up and exit.
+    fn runs(per_request: u64) -> CallgrindRuns {
+        CallgrindRuns {
+            small: Some((2000, 14_000_000 + 2000 * per_request)),
+            big: Some((6000, 14_000_000 + 6000 * per_request)),
+        }
+    }
+
+    fn cost(protocol: &'static str, lameduck: u64, baseline: u64) -> CallgrindCost {
+        CallgrindCost {
+            protocol,
+            lameduck: runs(lameduck),
+            baseline: runs(baseline),
+            unknown: Vec::new(),
         }
     }
 
@@ -912,7 +1065,7 @@ mod tests {
     #[test]
     fn a_good_run_meets_every_goal() {
         let figures = figures(&results(1.0));
-        assert_eq!(figures.len(), 14);
+        assert_eq!(figures.len(), 18);
         assert!(failures(&figures).is_empty(), "{:?}", failures(&figures));
         assert_eq!(figures[0].verdict(), Verdict::Meets);
         assert_eq!(
@@ -1041,6 +1194,68 @@ mod tests {
     }
 
     #[test]
+    fn instructions_per_request_are_judged_on_the_ratio() {
+        let all = figures(&results(1.0));
+        let (ratio, count) = (&all[14], &all[15]);
+        assert_eq!(
+            ratio.name,
+            "Instructions per `GET /`, lameduck / bare hyper, HTTP/1.1 (callgrind)"
+        );
+        assert_eq!(ratio.samples, vec![1.0625]);
+        assert_eq!(ratio.verdict(), Verdict::Meets);
+        assert_eq!(count.samples, vec![8_500.0]);
+        assert_eq!(count.verdict(), Verdict::NoGoal);
+        assert_eq!(count.baseline.as_ref().map(|b| b.value), Some(8_000.0));
+        assert_eq!(all[16].samples, vec![1.04]);
+
+        let mut heavy = results(1.0);
+        heavy.callgrind.costs[1] = cost("HTTP/2 (h2c)", 27_600, 25_000);
+        let missed = failures(&figures(&heavy));
+        assert_eq!(
+            missed,
+            vec![
+                "Instructions per `GET /`, lameduck / bare hyper, HTTP/2 (h2c) (callgrind): \
+                 1.104 misses ≤ 1.100 by 0.004, more than its spread 0.000"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_callgrind_run_that_taught_nothing_fails() {
+        let mut r = results(1.0);
+        r.callgrind.costs[0].baseline.big = None;
+        r.callgrind.costs[0]
+            .unknown
+            .push("HTTP/1.1, bare hyper, 6000 requests: h2load got no answer".into());
+        let all = figures(&r);
+        assert!(all[14].summary().is_none());
+        assert!(all[15].summary().is_none());
+        assert!(all[15].baseline.is_none());
+        assert_eq!(
+            failures(&all),
+            vec![
+                "Instructions per `GET /`, lameduck / bare hyper, HTTP/1.1 (callgrind): \
+                 not measured"
+            ]
+        );
+        let text = markdown(&r);
+        assert!(
+            text.contains("- HTTP/1.1, bare hyper, 6000 requests: h2load got no answer"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| HTTP/1.1 | unknown | unknown | unknown |"),
+            "{text}"
+        );
+        // An error alone, with every count read, still makes it unknown.
+        r.callgrind.costs[0].baseline = runs(8_000);
+        assert_eq!(failures(&figures(&r)).len(), 1);
+        // So does a protocol never measured: no figure to meet the goal.
+        r.callgrind.costs.clear();
+        assert_eq!(figures(&r).len(), 14);
+    }
+
+    #[test]
     fn the_markdown_has_every_figure_and_the_machine() {
         let r = results(1.0);
         let text = markdown(&r);
@@ -1063,6 +1278,10 @@ mod tests {
             "≤ 1.000",
             "≥ 0.970",
             "interquartile range",
+            "valgrind-3.19.0",
+            "| HTTP/1.1 | 8,500 | 8,000 | 1.062 | 2,000: 31,000,000, 6,000: 65,000,000 | \
+             2,000: 30,000,000, 6,000: 62,000,000 |",
+            "8,500 | 0 | 8,500 – 8,500 | 1 | none set | no goal | 8,000 (bare hyper)",
         ] {
             assert!(text.contains(needle), "{needle}\n{text}");
         }
@@ -1082,6 +1301,6 @@ mod tests {
     fn the_console_names_the_verdicts() {
         let text = console(&figures(&results(0.8)));
         assert!(text.contains("MISSES"), "{text}");
-        assert!(text.lines().count() == 14, "{text}");
+        assert!(text.lines().count() == 18, "{text}");
     }
 }

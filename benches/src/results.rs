@@ -155,6 +155,75 @@ impl H2Speed {
     }
 }
 
+/// Instructions one server executed under callgrind for one protocol, at
+/// each request count, all threads summed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallgrindRuns {
+    /// `(requests, instructions)` of the smaller run, if it taught something.
+    pub small: Option<(u64, u64)>,
+    /// The same for the larger run.
+    pub big: Option<(u64, u64)>,
+}
+
+impl CallgrindRuns {
+    /// Instructions per request: the difference between the two runs over
+    /// the difference in requests; `None` unless both runs taught something.
+    pub fn per_request(&self) -> Option<f64> {
+        crate::callgrind::per_request(self.small?, self.big?).ok()
+    }
+}
+
+/// Instructions per `GET /` over one protocol, lameduck and bare hyper.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallgrindCost {
+    /// `HTTP/1.1` or `HTTP/2 (h2c)`.
+    pub protocol: &'static str,
+    /// lameduck's runs.
+    pub lameduck: CallgrindRuns,
+    /// The bare hyper server's runs.
+    pub baseline: CallgrindRuns,
+    /// Why a run taught nothing (it failed, a request was not answered with
+    /// a 2xx, or the output did not parse), one line each.
+    pub unknown: Vec<String>,
+}
+
+impl CallgrindCost {
+    /// lameduck's instructions per request; none at all when a run taught
+    /// nothing, so that the figure is unknown.
+    pub fn lameduck(&self) -> Option<f64> {
+        self.known()?;
+        self.lameduck.per_request()
+    }
+
+    /// The bare hyper server's, likewise.
+    pub fn baseline(&self) -> Option<f64> {
+        self.known()?;
+        self.baseline.per_request()
+    }
+
+    /// lameduck's over bare hyper's.
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.lameduck()? / self.baseline()?)
+    }
+
+    fn known(&self) -> Option<()> {
+        self.unknown.is_empty().then_some(())
+    }
+}
+
+/// Callgrind's instruction counts per request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Callgrind {
+    /// `valgrind --version`.
+    pub valgrind: String,
+    /// Requests of the smaller run of each server.
+    pub small: u64,
+    /// Requests of the larger run.
+    pub big: u64,
+    /// One per protocol.
+    pub costs: Vec<CallgrindCost>,
+}
+
 /// How the run was set up, for the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Setup {
@@ -197,4 +266,6 @@ pub struct Results {
     pub metrics: MetricsRender,
     /// The load generator's HTTP/2 speed.
     pub h2_speed: H2Speed,
+    /// Instructions per request, under callgrind.
+    pub callgrind: Callgrind,
 }

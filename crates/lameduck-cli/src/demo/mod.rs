@@ -84,18 +84,23 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return DemoFuture::ready(response);
         }
-        let drain = request.extensions().get::<lameduck::Drain>().cloned();
+        // Internal: cloned only for the streams that use it.
+        let drain = |request: &Request<B>| request.extensions().get::<lameduck::Drain>().cloned();
         let query = request.uri().query();
         match request.uri().path() {
             "/" => return DemoFuture::ready(text(StatusCode::OK, self.name.clone())),
             "/events" => {
+                let drain = drain(&request);
                 let response = match events::interval(query_param(query, "interval")) {
                     Ok(every) => events::response(self.name.clone(), every, drain),
                     Err(reason) => text(StatusCode::BAD_REQUEST, reason),
                 };
                 return DemoFuture::ready(response);
             }
-            "/ws" => return DemoFuture::ready(ws::accept(&mut request, drain)),
+            "/ws" => {
+                let drain = drain(&request);
+                return DemoFuture::ready(ws::accept(&mut request, drain));
+            }
             _ => {}
         }
         match work_millis(query) {
@@ -105,7 +110,7 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
                     String::from_utf8_lossy(&self.name)
                 );
                 DemoFuture {
-                    sleep: Some(tokio::time::sleep(Duration::from_millis(ms))),
+                    sleep: Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms)))),
                     response: Some(text(StatusCode::OK, body)),
                 }
             }
@@ -148,8 +153,9 @@ pin_project! {
     /// The demo's response future: ready at once, or after `/work`'s sleep.
     #[derive(Debug)]
     pub struct DemoFuture {
-        #[pin]
-        sleep: Option<Sleep>,
+        // Internal: boxed, so that every other request's future (moved into
+        // hyper's, and for HTTP/2 into a task) stays small.
+        sleep: Option<Pin<Box<Sleep>>>,
         response: Option<Response<DemoBody>>,
     }
 }
@@ -168,8 +174,8 @@ impl Future for DemoFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            std::task::ready!(sleep.poll(cx));
+        if let Some(sleep) = this.sleep {
+            std::task::ready!(sleep.as_mut().poll(cx));
         }
         let response = this
             .response

@@ -87,10 +87,15 @@ impl ActivityIo {
     /// An upgraded socket, once a forced shutdown cut the connections: closed,
     /// and every call fails from then on. Polled on every call, so that the
     /// cut wakes an application task waiting on the socket.
+    #[inline]
     fn poll_severed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if !self.conn.upgraded() {
             return Ok(());
         }
+        self.poll_severed_upgraded(cx)
+    }
+
+    fn poll_severed_upgraded(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let severed = self
             .severed
             .get_or_insert_with(|| Box::pin(self.conn.cut.clone().cancelled_owned()));
