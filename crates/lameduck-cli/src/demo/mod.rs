@@ -84,7 +84,7 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return DemoFuture::ready(response);
         }
-        // Internal: cloned only for the streams that use it.
+        // Cloned only for the streams that use it.
         let drain = |request: &Request<B>| request.extensions().get::<lameduck::Drain>().cloned();
         let query = request.uri().query();
         match request.uri().path() {
@@ -153,7 +153,7 @@ pin_project! {
     /// The demo's response future: ready at once, or after `/work`'s sleep.
     #[derive(Debug)]
     pub struct DemoFuture {
-        // Internal: boxed, so that every other request's future (moved into
+        // Boxed, so that every other request's future (moved into
         // hyper's, and for HTTP/2 into a task) stays small.
         sleep: Option<Pin<Box<Sleep>>>,
         response: Option<Response<DemoBody>>,
