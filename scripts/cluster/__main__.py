@@ -53,7 +53,7 @@ def load():
     """lameduck and loadgen, release builds, as an image in the cluster's containerd."""
     _require_up()
     node.log("cargo build --release -p lameduck-cli -p loadgen")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "lameduck", "-p", "loadgen"],
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "lameduck-cli", "-p", "loadgen"],
                    cwd=ROOT, check=True)
     release = ROOT / "target" / "release"
     ref = f"docker.io/library/lameduck-local:{_git_tag()}"
