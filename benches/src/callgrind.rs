@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, ensure};
 
 use crate::h2load::H2load;
 use crate::process::{self, Server};
+use crate::tool;
 
 /// The total instruction count of a callgrind output file: its `summary:`
 /// line (the whole run, all threads), else its `totals:` line. With several
@@ -79,14 +79,7 @@ impl Valgrind {
 
     /// `valgrind --version`, or `unknown`.
     pub fn version(&self) -> String {
-        Command::new(&self.program)
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
+        tool::first_line_of(&self.program, &["--version"]).unwrap_or_else(|| "unknown".to_owned())
     }
 
     /// Starts `program args` under callgrind, writing its counts to `out`

@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
+
+use crate::tool;
 
 /// One h2load run.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,38 +123,12 @@ impl H2load {
     }
 
     fn run_args(&self, args: &[String]) -> anyhow::Result<Run> {
-        let output = Command::new(&self.program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", self.program.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            bail!(
-                "h2load failed ({}): {}{}",
-                output.status,
-                stdout,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        parse(&stdout)
+        parse(&tool::stdout_of(Command::new(&self.program).args(args))?)
     }
 
     /// `h2load --version`'s first line.
     pub fn version(&self) -> String {
-        Command::new(&self.program)
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(|l| l.trim().to_owned())
-            })
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
+        tool::first_line_of(&self.program, &["--version"]).unwrap_or_else(|| "unknown".to_owned())
     }
 }
 

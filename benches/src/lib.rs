@@ -21,4 +21,5 @@ pub mod process;
 pub mod report;
 pub mod results;
 pub mod stats;
+pub mod tool;
 pub mod wrk;

@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use serde_json::Value;
+
+use crate::tool;
 
 /// The open-loop rate asked for: far above what one machine can send, so
 /// that every request is due at once and the run measures the ceiling.
@@ -98,26 +100,17 @@ impl Loadgen {
         streams: u32,
         requests: u64,
     ) -> anyhow::Result<Run> {
-        let output = Command::new(&self.program)
-            .args(["--target", &addr.to_string(), "--http2"])
-            .args(["--h2-conns", &conns.to_string()])
-            .args(["--h2-streams", &streams.to_string()])
-            .args(["--rate", &FLOOD_RATE.to_string()])
-            .args(["--max-requests", &requests.to_string()])
-            .args(["--slow-fraction", "0"])
-            // Its flags only: every flag also reads a `LOADGEN_*` variable.
-            .env_clear()
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", self.program.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            bail!(
-                "loadgen failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
+        let stdout = tool::stdout_of(
+            Command::new(&self.program)
+                .args(["--target", &addr.to_string(), "--http2"])
+                .args(["--h2-conns", &conns.to_string()])
+                .args(["--h2-streams", &streams.to_string()])
+                .args(["--rate", &FLOOD_RATE.to_string()])
+                .args(["--max-requests", &requests.to_string()])
+                .args(["--slow-fraction", "0"])
+                // Its flags only: every flag also reads a `LOADGEN_*` variable.
+                .env_clear(),
+        )?;
         parse(&stdout)
     }
 }

@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::tool;
+
 /// The machine and the tools of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine {
@@ -32,9 +34,9 @@ impl Machine {
         Self {
             cpu: cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| "unknown".into()),
             cores: std::thread::available_parallelism().map_or(0, usize::from),
-            kernel: first_line(&read("/proc/sys/kernel/osrelease"))
+            kernel: tool::first_line(&read("/proc/sys/kernel/osrelease"))
                 .unwrap_or_else(|| "unknown".into()),
-            rustc: command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+            rustc: tool::first_line_of("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
             wrk,
             h2load,
             commit: commit(),
@@ -76,24 +78,8 @@ pub fn parse_load_average(text: &str) -> Option<[f64; 3]> {
     ])
 }
 
-fn first_line(text: &str) -> Option<String> {
-    text.lines()
-        .next()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty())
-}
-
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| first_line(&String::from_utf8_lossy(&output.stdout)))
-        .flatten()
-}
-
 fn commit() -> String {
-    let Some(head) = command_line("git", &["rev-parse", "--short=12", "HEAD"]) else {
+    let Some(head) = tool::first_line_of("git", &["rev-parse", "--short=12", "HEAD"]) else {
         return "unknown".into();
     };
     let dirty = Command::new("git")

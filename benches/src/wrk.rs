@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use crate::tool;
+
 /// The Lua script that makes wrk print its figures as JSON.
 pub const REPORT_SCRIPT: &str = include_str!("../wrk/report.lua");
 
@@ -109,21 +111,11 @@ impl Wrk {
         connections: u32,
         duration: Duration,
     ) -> anyhow::Result<Run> {
-        let output = self
-            .command(addr, connections, duration)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", self.program.display()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            bail!(
-                "wrk failed ({}): {}{}",
-                output.status,
-                stdout,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        parse(&stdout)
+        parse(&tool::stdout_of(&mut self.command(
+            addr,
+            connections,
+            duration,
+        ))?)
     }
 
     /// Starts wrk in the background, output discarded, for load during
