@@ -89,13 +89,17 @@ impl Scenario {
     }
 
     /// The same settings as `loadgen` flags, for the in-cluster Job,
-    /// generated from [`Scenario::load`], plus the Job's control endpoint and
-    /// progress lines.
+    /// generated from [`Scenario::load`], plus the Job's control endpoint,
+    /// progress lines and the report on stderr. Containerd writes stdout and
+    /// stderr to the log from two goroutines and splits lines over 16 KiB;
+    /// a stderr line could land between the pieces of a report on stdout,
+    /// and the log would hold no report. One stream keeps them in order.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // for the cluster Job
     pub fn load_args(&self, target: &str, control: &str) -> Vec<String> {
         let mut args = self.load(target).to_args();
         args.push(format!("--control-listen={control}"));
         args.push("--progress".to_owned());
+        args.push("--report-on-stderr".to_owned());
         args
     }
 
@@ -215,7 +219,7 @@ pub(crate) mod tests {
 
     /// The Job runs the load the local backend runs in-process: its flags
     /// are the configuration's own (loadgen's tests parse them back), plus
-    /// the Job's control endpoint and progress lines.
+    /// the Job's control endpoint, progress lines and report on stderr.
     #[test]
     fn job_flags_are_the_load_s_own() {
         let s = Cli::parse_from(["e2e", "--h2-conns=3", "--sse-clients=2"]).scenario;
@@ -224,7 +228,11 @@ pub(crate) mod tests {
         assert_eq!(args[..own.len()], own[..]);
         assert_eq!(
             args[own.len()..],
-            ["--control-listen=0.0.0.0:9090", "--progress"]
+            [
+                "--control-listen=0.0.0.0:9090",
+                "--progress",
+                "--report-on-stderr"
+            ]
         );
         assert_flags(
             &args,

@@ -120,6 +120,12 @@ pub(crate) struct Args {
     #[arg(long, env = "LOADGEN_REPORT")]
     pub(crate) report: Option<PathBuf>,
 
+    /// Write the report to stderr, after the summary, in one write that
+    /// nothing else interleaves with: with everything on one stream, a
+    /// container log keeps the report's pieces together and in order.
+    #[arg(long, env = "LOADGEN_REPORT_ON_STDERR", conflicts_with = "report")]
+    pub(crate) report_on_stderr: bool,
+
     /// Indent the report (default: one line of JSON).
     #[arg(long, env = "LOADGEN_PRETTY")]
     pub(crate) pretty: bool,

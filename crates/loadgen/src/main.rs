@@ -55,7 +55,10 @@ async fn main() -> anyhow::Result<()> {
 
     let report = run.run(stop).await?;
     if let Some(task) = progress {
+        // Awaited, so that no progress line can be on its way to stderr
+        // while the report is written.
         task.abort();
+        let _ = task.await;
     }
     eprintln!("{}", summary(&report));
     write_report(&report, &args)
@@ -157,6 +160,12 @@ fn write_report(report: &Report, args: &Args) -> anyhow::Result<()> {
     match &args.report {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("writing the report to {}", path.display())),
+        // The lock keeps warnings from other threads out of the report.
+        None if args.report_on_stderr => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(text.as_bytes())?;
+            err.flush().context("writing the report to stderr")
+        }
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;

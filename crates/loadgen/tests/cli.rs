@@ -164,6 +164,43 @@ async fn writes_the_report_to_a_file_when_asked() {
     assert_eq!(r.outcomes.ok, 5);
 }
 
+/// The in-cluster Job's way: one stream, the report last, whole, after the
+/// progress lines and the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_on_stderr_comes_last_on_the_one_stream() {
+    let server = TestServer::start(Behaviour::Ok("r")).await;
+    let child = loadgen(&[
+        "--target",
+        &server.target(),
+        "--max-requests",
+        "300",
+        "--rate",
+        "200",
+        "--progress",
+        "--report-on-stderr",
+    ])
+    .spawn()
+    .unwrap();
+    let out = finish(child).await;
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let last = lines.last().expect("stderr has lines");
+    let r: Report = serde_json::from_str(last).unwrap();
+    assert_eq!(r.outcomes.ok, 300);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .any(|l| l.starts_with("loadgen: 300 sent")),
+        "the summary comes before the report: {stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"in_flight\"")),
+        "progress lines: {stderr}"
+    );
+    assert_eq!(Report::find_in_log(&stderr), Some(r));
+}
+
 #[test]
 fn invalid_flags_exit_2_naming_the_problem() {
     for (args, needle) in [
@@ -266,6 +303,18 @@ fn invalid_flags_exit_2_naming_the_problem() {
                 "many",
             ][..],
             "--sse-clients",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--report",
+                "r.json",
+                "--report-on-stderr",
+            ][..],
+            "--report-on-stderr",
         ),
     ] {
         let out = loadgen(args).output().unwrap();

@@ -42,6 +42,10 @@ use rollout::Rollout;
 /// How often the backend looks at a Deployment's status or a Job's pod.
 const POLL: Duration = Duration::from_millis(250);
 /// How often a terminating pod's `/metrics` is scraped.
+/// Reads of an ended load generator's log before its report is given up for lost (5 s).
+const LOG_READS: u32 = 20;
+/// Lines of the load generator's log shown when its report is missing.
+const LOG_TAIL: usize = 20;
 const SCRAPE: Duration = Duration::from_millis(100);
 /// Longest a single rollout may take before the run fails.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -539,29 +543,67 @@ impl LoadJob {
             .await
             .context("cannot stop the load generator")?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        let mut log = None;
-        let whole = LogParams::default();
+        let mut ended = false;
         for _ in 0..480 {
             let pod = retry("get the load generator's pod", || pods.get(&self.pod)).await?;
             let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
             if phase == "Succeeded" || phase == "Failed" {
-                log = Some(
-                    retry("read the load generator's log", || {
-                        pods.logs(&self.pod, &whole)
-                    })
-                    .await?,
-                );
+                ended = true;
                 break;
             }
             tokio::time::sleep(POLL).await;
         }
-        let log = log.context("the load generator did not finish")?;
-        let report =
-            loadgen::Report::find_in_log(&log).context("no report in the load generator's log")?;
+        if !ended {
+            let why = explain_pods(client, ns, &format!("job-name={}", self.name)).await;
+            bail!("the load generator did not finish:\n{why}");
+        }
+        let (report, log) = self.report_from_log(&pods).await?;
+        let Some(report) = report else {
+            let why = explain_pods(client, ns, &format!("job-name={}", self.name)).await;
+            bail!(
+                "no report in the load generator's log:\n{why}  last lines of its log:\n{}",
+                tail(&log, LOG_TAIL)
+            );
+        };
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         let _ = jobs.delete(&self.name, &DeleteParams::background()).await;
         Ok(report)
     }
+}
+
+impl LoadJob {
+    /// Reads the report from the log of the ended pod. The container's last
+    /// lines may reach the log file a moment after the pod is seen ended, so
+    /// a log without a report is read again a few times.
+    async fn report_from_log(&self, pods: &Api<Pod>) -> Result<(Option<loadgen::Report>, String)> {
+        let whole = LogParams::default();
+        let mut attempt = 0;
+        loop {
+            let log = retry("read the load generator's log", || {
+                pods.logs(&self.pod, &whole)
+            })
+            .await?;
+            attempt += 1;
+            match loadgen::Report::find_in_log(&log) {
+                Some(report) => return Ok((Some(report), log)),
+                None if attempt == LOG_READS => return Ok((None, log)),
+                None => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+}
+
+/// The last `n` lines of `log`, each cut to a readable length, indented.
+fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            let cut: String = l.chars().take(400).collect();
+            let more = if cut.len() < l.len() { " …" } else { "" };
+            format!("    {cut}{more}\n")
+        })
+        .collect()
 }
 
 /// Waits until no pod matching `selector` is being deleted.
