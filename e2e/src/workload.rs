@@ -1,12 +1,15 @@
 //! What the chart renders, as the rollout needs it: the pod's termination
 //! timeline, the container's arguments, and the rolling-update strategy.
 //! Read from the rendered Deployment, so the suite runs what users deploy.
+//!
+//! The Deployment is read into the few fields below rather than through
+//! k8s-openapi's types: those take a third of the demo's first build, and the
+//! cluster backend (which needs them) is not part of it.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
 
 /// The parts of the Deployment the local backend plays out.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +47,9 @@ impl Workload {
         Self::from_deployment(&deployment)
     }
 
-    pub fn from_deployment(deployment: &Deployment) -> Result<Self> {
-        let spec = deployment
-            .spec
-            .as_ref()
-            .context("Deployment without spec")?;
-        let pod = spec
-            .template
-            .spec
-            .as_ref()
-            .context("pod template without spec")?;
+    fn from_deployment(deployment: &Deployment) -> Result<Self> {
+        let spec = &deployment.spec;
+        let pod = &spec.template.spec;
         let container = pod.containers.first().context("pod without containers")?;
         let replicas = u32::try_from(spec.replicas.unwrap_or(1)).context("negative replicas")?;
         let rolling = spec
@@ -131,6 +127,98 @@ impl Workload {
         }
         out
     }
+}
+
+// The parts of an apps/v1 Deployment read above; the rest is ignored.
+
+#[derive(Deserialize)]
+struct Deployment {
+    spec: DeploymentSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentSpec {
+    replicas: Option<i32>,
+    min_ready_seconds: Option<i32>,
+    strategy: Option<Strategy>,
+    template: PodTemplate,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Strategy {
+    rolling_update: Option<RollingUpdate>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RollingUpdate {
+    max_surge: Option<IntOrString>,
+    max_unavailable: Option<IntOrString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(i32),
+    String(String),
+}
+
+#[derive(Deserialize)]
+struct PodTemplate {
+    spec: PodSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    termination_grace_period_seconds: Option<i64>,
+    containers: Vec<Container>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Container {
+    args: Option<Vec<String>>,
+    env: Option<Vec<EnvVar>>,
+    readiness_probe: Option<Probe>,
+    lifecycle: Option<Lifecycle>,
+}
+
+/// `value` is absent for `valueFrom`.
+#[derive(Deserialize)]
+struct EnvVar {
+    name: String,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe {
+    period_seconds: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Lifecycle {
+    pre_stop: Option<Hook>,
+}
+
+#[derive(Deserialize)]
+struct Hook {
+    exec: Option<Exec>,
+    sleep: Option<Sleep>,
+}
+
+#[derive(Deserialize)]
+struct Exec {
+    command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Sleep {
+    seconds: i64,
 }
 
 /// `["/lameduck", "sleep", "5s"]` → 5 s.
