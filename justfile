@@ -134,7 +134,7 @@ e2e-cluster: cluster-up
     run --label cluster-drain-delay --values e2e/values/drain-covers-lag.yaml --expect no-failures --rollouts 1
     python3 scripts/cluster shell helm test lameduck
 
-# The quick profile, the system allocator and no cluster backend: a first build in about 2 minutes.
+# The quick profile, the system allocator and no cluster backend: a first build in about 1.5 minutes.
 _e2e-build:
     cargo build --profile quick --locked --no-default-features -p lameduck-cli -p e2e
 
