@@ -345,7 +345,8 @@ pub struct StreamReport {
     /// sent again on the next stream (where they must be echoed). Not a
     /// failure.
     pub resent_after_close: u64,
-    /// SSE: streams per replica, as named by their events.
+    /// SSE: streams per replica, as named by their first event (a stream
+    /// closed by the client before its first event is not counted here).
     pub served_by: BTreeMap<String, u64>,
     /// The first failures' messages, verbatim.
     pub errors: Vec<StreamErrorSample>,

@@ -46,7 +46,14 @@ async fn sse_streams_that_say_goodbye_are_followed_by_new_ones() {
     assert_eq!(s.failed, 0, "{s:#?}");
     assert!(s.ended_clean >= 4 && s.reconnects >= 4, "{s:#?}");
     assert!(s.events >= 2 * s.ended_clean, "{s:#?}");
-    assert_eq!(s.served_by.get("fake"), Some(&s.opened), "{s:#?}");
+    // A stream is named by its first event; one the client closed at the
+    // end of the run before that event came stays unnamed.
+    let named = s.served_by.get("fake").copied().unwrap_or_default();
+    assert_eq!(s.served_by.len(), 1, "{s:#?}");
+    assert!(
+        named <= s.opened && named >= s.opened - s.closed_by_client,
+        "{s:#?}"
+    );
     assert_eq!(r.streams.ws.opened, 0);
     assert!(r.is_clean(), "{r:#?}");
 }
