@@ -2,7 +2,6 @@
 //! instructions it executed: a per-request cost that does not depend on the
 //! machine's load. Every thread of the process is counted, in one total.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
@@ -54,11 +53,22 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol measured, in the report's order.
+    pub const ALL: [Protocol; 2] = [Protocol::Http1, Protocol::H2c];
+
     /// As the report names it.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::H2c => "HTTP/2 (h2c)",
+        }
+    }
+
+    /// As a file name has it.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "h1",
+            Protocol::H2c => "h2c",
         }
     }
 }
@@ -119,8 +129,7 @@ impl Valgrind {
 /// A server running under callgrind.
 #[derive(Debug)]
 pub struct CallgrindServer {
-    /// The server.
-    pub server: Server,
+    server: Server,
     out: PathBuf,
 }
 
@@ -151,11 +160,6 @@ impl CallgrindServer {
         let text = std::fs::read_to_string(&self.out)
             .with_context(|| format!("no callgrind output at {}", self.out.display()))?;
         parse_total(&text)
-    }
-
-    /// The address it serves on.
-    pub fn listen(&self) -> SocketAddr {
-        self.server.listen
     }
 }
 

@@ -242,44 +242,14 @@ pub fn instructions(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ca
         big,
         costs: Vec::new(),
     };
-    for protocol in [Protocol::Http1, Protocol::H2c] {
-        let mut cost = CallgrindCost {
+    for protocol in Protocol::ALL {
+        let mut unknown = Vec::new();
+        let cost = CallgrindCost {
             protocol: protocol.name(),
-            lameduck: CallgrindRuns::default(),
-            baseline: CallgrindRuns::default(),
-            unknown: Vec::new(),
+            lameduck: callgrind_runs(plan, protocol, true, log, &mut unknown),
+            baseline: callgrind_runs(plan, protocol, false, log, &mut unknown),
+            unknown,
         };
-        for lameduck in [true, false] {
-            let (server, runs) = if lameduck {
-                ("lameduck", &mut cost.lameduck)
-            } else {
-                ("bare hyper", &mut cost.baseline)
-            };
-            for requests in [small, big] {
-                match callgrind_run(plan, protocol, lameduck, requests) {
-                    Ok(ir) => {
-                        log(&format!(
-                            "  {}, {server}, {requests} requests: {ir} instructions",
-                            protocol.name()
-                        ));
-                        let slot = if requests == small {
-                            &mut runs.small
-                        } else {
-                            &mut runs.big
-                        };
-                        *slot = Some((requests, ir));
-                    }
-                    Err(error) => {
-                        let line = format!(
-                            "{}, {server}, {requests} requests: {error:#}",
-                            protocol.name()
-                        );
-                        log(&format!("  {line}"));
-                        cost.unknown.push(line);
-                    }
-                }
-            }
-        }
         match (cost.lameduck(), cost.baseline(), cost.ratio()) {
             (Some(a), Some(b), Some(ratio)) => log(&format!(
                 "  {}: lameduck {a:.0}, bare hyper {b:.0} instructions per request, ratio {ratio:.3}",
@@ -292,6 +262,41 @@ pub fn instructions(plan: &Plan, log: &mut dyn FnMut(&str)) -> anyhow::Result<Ca
     Ok(callgrind)
 }
 
+/// One server's smaller and larger run; a run that fails leaves its slot
+/// empty and says why in `unknown`.
+fn callgrind_runs(
+    plan: &Plan,
+    protocol: Protocol,
+    lameduck: bool,
+    log: &mut dyn FnMut(&str),
+    unknown: &mut Vec<String>,
+) -> CallgrindRuns {
+    let server = if lameduck { "lameduck" } else { "bare hyper" };
+    let mut run = |requests| match callgrind_run(plan, protocol, lameduck, requests) {
+        Ok(ir) => {
+            let name = protocol.name();
+            log(&format!(
+                "  {name}, {server}, {requests} requests: {ir} instructions"
+            ));
+            Some((requests, ir))
+        }
+        Err(error) => {
+            let line = format!(
+                "{}, {server}, {requests} requests: {error:#}",
+                protocol.name()
+            );
+            log(&format!("  {line}"));
+            unknown.push(line);
+            None
+        }
+    };
+    let (small, big) = plan.callgrind_requests;
+    CallgrindRuns {
+        small: run(small),
+        big: run(big),
+    }
+}
+
 /// One server under callgrind serving `requests`; its instruction total.
 fn callgrind_run(
     plan: &Plan,
@@ -299,15 +304,11 @@ fn callgrind_run(
     lameduck: bool,
     requests: u64,
 ) -> anyhow::Result<u64> {
-    let name = format!(
-        "callgrind-{}-{}-{requests}.out",
-        if lameduck { "lameduck" } else { "bare-hyper" },
-        match protocol {
-            Protocol::Http1 => "h1",
-            Protocol::H2c => "h2c",
-        }
-    );
-    let out = plan.scratch.join(name);
+    let server = if lameduck { "lameduck" } else { "bare-hyper" };
+    let out = plan.scratch.join(format!(
+        "callgrind-{server}-{}-{requests}.out",
+        protocol.slug()
+    ));
     let _ = std::fs::remove_file(&out);
     let server = if lameduck {
         plan.valgrind

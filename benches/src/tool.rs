@@ -26,8 +26,8 @@ pub fn stdout_of(command: &mut Command) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
-/// The first non-empty line `program args` prints, when it succeeds: a
-/// version string, a commit.
+/// The first line `program args` prints, when it succeeds and that line is
+/// not blank: a version string, a commit.
 pub fn first_line_of(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
     let output = Command::new(program).args(args).output().ok()?;
     output
