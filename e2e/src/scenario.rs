@@ -90,10 +90,8 @@ impl Scenario {
 
     /// The same settings as `loadgen` flags, for the in-cluster Job,
     /// generated from [`Scenario::load`], plus the Job's control endpoint,
-    /// progress lines and the report on stderr. Containerd writes stdout and
-    /// stderr to the log from two goroutines and splits lines over 16 KiB;
-    /// a stderr line could land between the pieces of a report on stdout,
-    /// and the log would hold no report. One stream keeps them in order.
+    /// progress lines and the report on stderr (one stream keeps a long
+    /// report whole in a container log; see `loadgen --report-on-stderr`).
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // for the cluster Job
     pub fn load_args(&self, target: &str, control: &str) -> Vec<String> {
         let mut args = self.load(target).to_args();

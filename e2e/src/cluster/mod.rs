@@ -41,11 +41,11 @@ use rollout::Rollout;
 
 /// How often the backend looks at a Deployment's status or a Job's pod.
 const POLL: Duration = Duration::from_millis(250);
-/// How often a terminating pod's `/metrics` is scraped.
 /// Reads of an ended load generator's log before its report is given up for lost (5 s).
 const LOG_READS: u32 = 20;
 /// Lines of the load generator's log shown when its report is missing.
 const LOG_TAIL: usize = 20;
+/// How often a terminating pod's `/metrics` is scraped.
 const SCRAPE: Duration = Duration::from_millis(100);
 /// Longest a single rollout may take before the run fails.
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -501,7 +501,7 @@ impl LoadJob {
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let name = args.job_name();
-        let by_job = format!("job-name={name}");
+        let by_job = job_selector(&name);
         let _ = jobs.delete(&name, &DeleteParams::background()).await;
         wait_until_gone(&pods, &by_job).await?;
         let target = args.service_target();
@@ -543,6 +543,7 @@ impl LoadJob {
             .await
             .context("cannot stop the load generator")?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let by_job = job_selector(&self.name);
         let mut ended = false;
         for _ in 0..480 {
             let pod = retry("get the load generator's pod", || pods.get(&self.pod)).await?;
@@ -554,12 +555,12 @@ impl LoadJob {
             tokio::time::sleep(POLL).await;
         }
         if !ended {
-            let why = explain_pods(client, ns, &format!("job-name={}", self.name)).await;
+            let why = explain_pods(client, ns, &by_job).await;
             bail!("the load generator did not finish:\n{why}");
         }
         let (report, log) = self.report_from_log(&pods).await?;
         let Some(report) = report else {
-            let why = explain_pods(client, ns, &format!("job-name={}", self.name)).await;
+            let why = explain_pods(client, ns, &by_job).await;
             bail!(
                 "no report in the load generator's log:\n{why}  last lines of its log:\n{}",
                 tail(&log, LOG_TAIL)
@@ -569,9 +570,7 @@ impl LoadJob {
         let _ = jobs.delete(&self.name, &DeleteParams::background()).await;
         Ok(report)
     }
-}
 
-impl LoadJob {
     /// Reads the report from the log of the ended pod. The container's last
     /// lines may reach the log file a moment after the pod is seen ended, so
     /// a log without a report is read again a few times.
@@ -591,6 +590,11 @@ impl LoadJob {
             }
         }
     }
+}
+
+/// The label selector of a Job's pods.
+fn job_selector(job: &str) -> String {
+    format!("job-name={job}")
 }
 
 /// The last `n` lines of `log`, each cut to a readable length, indented.
@@ -641,6 +645,16 @@ async fn wait_until_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_report_shows_the_log_s_last_lines_cut_to_length() {
+        let long = "é".repeat(500);
+        let log = format!("one\ntwo\n{long}\nthree\n");
+        let shown = tail(&log, 3);
+        let cut = "é".repeat(400);
+        assert_eq!(shown, format!("    two\n    {cut} …\n    three\n"));
+        assert_eq!(tail("", 3), "");
+    }
 
     #[test]
     fn the_report_is_found_among_the_jobs_progress_lines() {
