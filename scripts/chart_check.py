@@ -393,6 +393,7 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
         "idle-grace": server["idleGrace"],
         "header-read-timeout": server["headerReadTimeout"],
         "max-connections": str(server["maxConnections"]),
+        "stream-drain": str(server["streamDrain"]).lower(),
         "log-format": values["logFormat"],
     }
     for flag, value in want.items():

@@ -84,6 +84,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", default_value = "10000", value_name = "N", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// End the demo's Server-Sent Events streams and WebSockets cleanly when the shutdown begins
+    /// (a last event, a close frame with 1001); `false` leaves them to the shutdown timeout, which
+    /// cuts them: the negative control's setting.
+    #[arg(long, env = "LAMEDUCK_STREAM_DRAIN", default_value_t = true, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub stream_drain: bool,
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(
         long,
@@ -194,7 +199,12 @@ mod tests {
             assert_eq!(args.drain_delay, Duration::from_secs(5));
             assert_eq!(args.config().shutdown_timeout, Duration::from_secs(20));
             assert_eq!(args.config().idle_grace, Duration::from_millis(250));
+            assert!(args.stream_drain);
         }
+        let Command::Serve(off) = parse(&["--stream-drain=false"]).unwrap().into_command() else {
+            panic!("not serve")
+        };
+        assert!(!off.stream_drain);
     }
 
     #[test]
@@ -209,6 +219,7 @@ mod tests {
             (&["--max-connections", "0"][..], "--max-connections"),
             (&["--listen", "nowhere"][..], "--listen"),
             (&["--log-format", "xml"][..], "--log-format"),
+            (&["--stream-drain", "maybe"][..], "--stream-drain"),
         ] {
             let error = parse(args).unwrap_err();
             let line = one_line(&error);

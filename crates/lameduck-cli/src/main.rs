@@ -57,12 +57,13 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         app: bind(args.listen, "--listen").await?,
         admin: bind(args.admin_listen, "--admin-listen").await?,
     };
-    let demo = Demo::from_env();
+    let demo = Demo::from_env().with_stream_drain(args.stream_drain);
     tracing::info!(
         replica = %String::from_utf8_lossy(demo.name()),
         drain_delay = %humantime::format_duration(args.drain_delay),
         shutdown_timeout = %humantime::format_duration(args.shutdown_timeout),
         idle_grace = %humantime::format_duration(args.idle_grace),
+        stream_drain = args.stream_drain,
         "starting"
     );
     let report = Server::new(args.config())

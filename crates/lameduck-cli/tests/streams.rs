@@ -173,3 +173,37 @@ fn malformed_stream_requests_get_4xx() {
     // The server is unharmed.
     assert_eq!(conn.get("/").unwrap().status, 200);
 }
+
+/// `--stream-drain=false`, the negative control's setting: no goodbye on
+/// either kind of stream; the shutdown timeout cuts both, and counts them.
+#[test]
+fn without_stream_drain_streams_get_no_goodbye_and_are_cut_at_the_timeout() {
+    let mut server = Lameduck::start(&["--stream-drain=false", "--shutdown-timeout", "500ms"]);
+    let mut sse = TcpStream::connect(server.app).unwrap();
+    sse.write_all(b"GET /events?interval=20ms HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut read = Vec::new();
+    read_until(&mut sse, &mut read, |r| {
+        contains(r, "data: test-replica 2\n")
+    });
+    let mut ws = ws_connect(&server);
+    echo(&mut ws, "hello");
+    server.wait_for_metric("lameduck_upgraded_connections", 1.0);
+
+    server.terminate();
+    server.wait_log_phase("closing");
+    // Still open and still served after the drain began.
+    echo(&mut ws, "still here");
+    assert_eq!(server.exit_code(), 1);
+    let forced = server.wait_log("shutdown forced: 1 requests aborted");
+    assert_eq!(forced["aborted_upgraded"], 1);
+    read_until(&mut sse, &mut read, |_| false);
+    let text = String::from_utf8_lossy(&read);
+    assert!(!text.contains("event: shutdown"), "{text:?}");
+    assert!(!text.ends_with("0\r\n\r\n"), "ended cleanly: {text:?}");
+    match ws.read() {
+        Ok(Message::Close(frame)) => panic!("a close frame: {frame:?}"),
+        Ok(other) => panic!("a message: {other:?}"),
+        Err(_) => {}
+    }
+}

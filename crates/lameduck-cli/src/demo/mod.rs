@@ -33,6 +33,8 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 #[derive(Clone, Debug)]
 pub struct Demo {
     name: Bytes,
+    /// Whether `/events` and `/ws` end when the server drains.
+    stream_drain: bool,
 }
 
 impl Demo {
@@ -40,7 +42,16 @@ impl Demo {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: Bytes::from(name.into()),
+            stream_drain: true,
         }
+    }
+
+    /// With `false`, `/events` and `/ws` ignore the drain and run until the
+    /// client goes or the shutdown timeout cuts them: a server that does not
+    /// say goodbye, for a negative control.
+    pub fn with_stream_drain(mut self, stream_drain: bool) -> Self {
+        self.stream_drain = stream_drain;
+        self
     }
 
     /// Named after the `POD_NAME` environment variable, else the host name.
@@ -85,7 +96,10 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
             return DemoFuture::ready(response);
         }
         // Cloned only for the streams that use it.
-        let drain = |request: &Request<B>| request.extensions().get::<lameduck::Drain>().cloned();
+        let drain = |request: &Request<B>| {
+            let drain = request.extensions().get::<lameduck::Drain>();
+            drain.filter(|_| self.stream_drain).cloned()
+        };
         let query = request.uri().query();
         match request.uri().path() {
             "/" => return DemoFuture::ready(text(StatusCode::OK, self.name.clone())),
