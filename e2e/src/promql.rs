@@ -6,15 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-/// One series of an instant query: its labels and value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
 /// One series of a range selector: its labels and raw samples (Unix seconds, value).
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: BTreeMap<String, String>,
@@ -30,23 +22,8 @@ pub fn query_path(promql: &str, at: Option<f64>) -> String {
     path
 }
 
-/// The samples of an instant query whose result is a vector.
-pub fn vector(promql: &str, body: &[u8]) -> Result<Vec<Sample>> {
-    let result: Vec<VectorItem> = result(promql, body, "vector")?;
-    result
-        .into_iter()
-        .map(|r| {
-            Ok(Sample {
-                labels: r.metric,
-                value: r.value.1.parse().context("sample value")?,
-            })
-        })
-        .collect()
-}
-
 /// The series of an instant query of a range selector (`metric[5m]`): the
 /// raw samples, with the times they were scraped.
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 pub fn matrix(promql: &str, body: &[u8]) -> Result<Vec<Series>> {
     let result: Vec<MatrixItem> = result(promql, body, "matrix")?;
     result
@@ -103,13 +80,6 @@ struct Data {
 }
 
 #[derive(Deserialize)]
-struct VectorItem {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
-}
-
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
-#[derive(Deserialize)]
 struct MatrixItem {
     metric: BTreeMap<String, String>,
     values: Vec<(f64, String)>,
@@ -145,15 +115,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_a_vector_answer() {
-        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
-            {"metric":{"replica":"r1"},"value":[1700000000.1,"2.5"]}]}}"#;
-        let samples = vector("x", body).unwrap();
-        assert_eq!(samples[0].labels["replica"], "r1");
-        assert_eq!(samples[0].value, 2.5);
-    }
-
-    #[test]
     fn parses_a_matrix_answer_and_refuses_the_wrong_kind() {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"pod":"p"},"values":[[1700000000.1,"0"],[1700000002.1,"1"]]}]}}"#;
@@ -162,10 +123,11 @@ mod tests {
             series[0].points,
             [(1_700_000_000.1, 0.0), (1_700_000_002.1, 1.0)]
         );
-        assert!(vector("x[5s]", body).is_err());
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(matrix("x", vector).is_err());
         let failed = br#"{"status":"error","error":"parse error"}"#;
         assert!(
-            vector("x", failed)
+            matrix("x[5s]", failed)
                 .unwrap_err()
                 .to_string()
                 .contains("parse error")

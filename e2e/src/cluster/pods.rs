@@ -16,6 +16,10 @@ use kube::runtime::watcher::Event;
 use serde::Serialize;
 
 use crate::timeline::{ReplicaRecord, Transition};
+use crate::verdict::{Expect, Termination, Verdict};
+
+/// How far the watch may be behind the API's deletion time (whole seconds).
+const DELETION_SEEN_WITHIN_MS: u64 = 2_000;
 
 /// What scraping a terminating pod's `/metrics` through the pod proxy showed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -44,10 +48,6 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn terminating(&self) -> bool {
-        self.deleted_ms.is_some() && self.gone_ms.is_none()
-    }
-
     pub fn state(&self) -> &'static str {
         match (self.deleted_ms, self.ready_ms) {
             (Some(_), _) => "Terminating",
@@ -165,14 +165,6 @@ impl Pods {
         }
     }
 
-    /// Pods that are being deleted and still there.
-    pub fn terminating(&self) -> impl Iterator<Item = &str> {
-        self.seen
-            .iter()
-            .filter(|(_, s)| s.terminating())
-            .map(|(n, _)| n.as_str())
-    }
-
     /// Pods that are ready and not being deleted.
     pub fn serving(&self) -> usize {
         self.seen
@@ -192,14 +184,51 @@ impl Pods {
                 terminating_ms: s.deleted_ms,
                 // The kubelet's SIGTERM is not visible from the API server.
                 sigterm_ms: None,
-                // When the terminated state never showed, the pod's removal
-                // still bounds the termination; its exit code stays unknown.
-                exited_ms: s.exited_ms.or(s.gone_ms),
+                // Only the container's terminated state is an exit: a pod
+                // that went without showing one stays unknown, and fails.
+                exited_ms: s.exited_ms,
                 exit_code: s.exit_code,
                 killed: s.exit_code == Some(137),
                 aborted_requests: None,
             })
             .collect()
+    }
+}
+
+/// What the watch and the pod proxy showed of each terminated pod.
+pub fn check(pods: &Pods, terminations: &[Termination], expect: Expect, verdict: &mut Verdict) {
+    for t in terminations {
+        let Some(seen) = pods.seen.get(&t.name) else {
+            continue;
+        };
+        // DeletionTimestamp − grace is the deletion request's time, truncated
+        // to whole seconds; the watch must have seen it soon after.
+        let lag = seen
+            .deleted_ms
+            .zip(seen.deleted_api_ms)
+            .map(|(seen_ms, api_ms)| seen_ms as i64 - api_ms as i64);
+        verdict.push(
+            format!("{}'s deletion was seen as it happened", t.name),
+            lag.is_some_and(|l| (0..=DELETION_SEEN_WITHIN_MS as i64).contains(&l)),
+            match lag {
+                Some(l) => format!(
+                    "the watch saw it {l} ms after the API's deletion time (whole seconds), at most {DELETION_SEEN_WITHIN_MS} ms allowed"
+                ),
+                None => "unknown: the deletion time was not seen".to_owned(),
+            },
+        );
+        if expect != Expect::NoFailures {
+            continue;
+        }
+        let s = seen.shutdown;
+        verdict.push(
+            format!("{} showed its shutdown on /metrics through the pod proxy", t.name),
+            s.highest_phase >= 1.0 && s.duration_seconds > 0.0,
+            format!(
+                "{} scrapes, highest lameduck_shutdown_phase {}, last lameduck_shutdown_duration_seconds {:.3}",
+                s.scrapes, s.highest_phase, s.duration_seconds
+            ),
+        );
     }
 }
 
@@ -255,7 +284,6 @@ mod tests {
         let deleted = pods.apply(Event::Apply(pod("a", true, deleting, None)), 3_000, 1);
         assert_eq!(deleted, ["a"]);
         pods.apply(Event::Apply(pod("b", true, None, None)), 3_100, 1);
-        assert_eq!(pods.terminating().collect::<Vec<_>>(), ["a"]);
         assert_eq!(pods.serving(), 1);
         pods.apply(Event::Apply(pod("a", false, deleting, Some(0))), 8_600, 1);
         // The kubelet's final delete: grace 0, the deadline now in the past.
@@ -308,5 +336,9 @@ mod tests {
         assert_eq!(pods.seen["a"].gone_ms, Some(5_020));
         assert_eq!(pods.seen["a"].exit_code, None);
         assert_eq!(pods.seen["b"].gone_ms, None);
+        // Its record says so, and the verdict cannot take it for a termination.
+        let a = pods.records().into_iter().find(|r| r.name == "a").unwrap();
+        assert_eq!(a.exited_ms, None);
+        assert_eq!(a.termination(), Err("its deletion was never seen"));
     }
 }

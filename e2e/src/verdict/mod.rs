@@ -7,6 +7,9 @@ use std::fmt;
 use loadgen::{ModeReport, Outcomes, Report};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{self, Offset};
+use crate::timeline::ReplicaRecord;
+
 /// What a run is expected to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -24,12 +27,35 @@ pub enum Expect {
     FailuresAnyProtocol,
 }
 
+/// A stretch of the run, in Unix milliseconds on the runner's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+impl Span {
+    /// `by` more at each end.
+    pub fn widened(self, by: u64) -> Span {
+        Span {
+            from_ms: self.from_ms.saturating_sub(by),
+            to_ms: self.to_ms.saturating_add(by),
+        }
+    }
+
+    pub fn seconds(self) -> f64 {
+        self.to_ms.saturating_sub(self.from_ms) as f64 / 1e3
+    }
+}
+
 /// One terminated replica, as the assertions need it (Unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Termination {
     pub name: String,
     /// Pod deleted: preStop started, endpoint removal on its way.
     pub terminating_ms: u64,
+    /// The process got SIGTERM, when the backend knows.
+    pub sigterm_ms: Option<u64>,
     /// Process gone.
     pub exited_ms: u64,
     /// SIGKILL was needed.
@@ -212,36 +238,47 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
     }
 }
 
-/// Judges a run's load report against its terminations.
-pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar: Bar) -> Verdict {
+/// What a run gives the verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// The load generator's report, on the runner's clock.
+    pub report: &'a Report,
+    /// How the load generator's clock was set against the runner's.
+    pub clock: Option<Offset>,
+    /// Every replica the backend saw.
+    pub replicas: &'a [ReplicaRecord],
+    /// The replicas each rollout replaced, as the backend listed them when
+    /// the rollout started.
+    pub old: &'a [String],
+    /// Replicas × rollouts: how many old replicas there must be.
+    pub expected_old: usize,
+}
+
+/// Judges a run; also returns the old replicas' terminations, for the
+/// backend's own checks. An old replica whose termination was not seen
+/// whole fails the run as unknown.
+pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec<Termination>) {
+    let report = evidence.report;
     let mut verdict = Verdict::default();
+    let (clock_ok, clock_detail) = clock::judged(evidence.clock);
+    verdict.push("the load generator's clock", clock_ok, clock_detail);
     judge_load(report, expect, &mut verdict);
     streams::judge(report, expect, &mut verdict);
 
-    verdict.push(
-        "old replicas terminated",
-        !terminations.is_empty(),
-        format!("{} replicas went through termination", terminations.len()),
-    );
-    for t in terminations {
+    let terminations = old_replicas(evidence, &mut verdict);
+    for t in &terminations {
         let sent = sent_between(report, t.terminating_ms, t.exited_ms);
         let window = (t.exited_ms.saturating_sub(t.terminating_ms)).max(1) as f64 / 1e3;
         let rate = sent / window;
         verdict.push(
-            format!("load while {} terminated", t.name),
+            format!("load on the Service while {} terminated", t.name),
             rate >= bar.min_rate_while_terminating,
             format!(
-                "{sent:.0} requests sent in its {window:.3} s of termination, {rate:.0}/s (at least {:.0}/s required)",
+                "{sent:.0} requests sent to the Service in its {window:.3} s of termination, {rate:.0}/s (at least {:.0}/s required)",
                 bar.min_rate_while_terminating
             ),
         );
         if expect == Expect::NoFailures {
-            let served = served_between(report, &t.name, t.terminating_ms, t.exited_ms);
-            verdict.push(
-                format!("{} kept serving after deletion", t.name),
-                served > 0,
-                format!("{served} `GET /` answered by it after its pod was deleted"),
-            );
             // An exit code nobody saw is not a pass.
             verdict.push(
                 format!("{} exited on its own", t.name),
@@ -256,7 +293,38 @@ pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar:
             );
         }
     }
-    verdict
+    (verdict, terminations)
+}
+
+/// Every old replica of every rollout must have been seen deleted, exiting
+/// and with an exit code; the ones that were are returned.
+fn old_replicas(evidence: &Evidence<'_>, verdict: &mut Verdict) -> Vec<Termination> {
+    let mut seen = Vec::new();
+    let mut unknown = Vec::new();
+    for name in evidence.old {
+        match evidence.replicas.iter().find(|r| &r.name == name) {
+            None => unknown.push(format!("{name}: never seen")),
+            Some(record) => match record.termination() {
+                Ok(t) => seen.push(t),
+                Err(why) => unknown.push(format!("{name}: {why}")),
+            },
+        }
+    }
+    let expected = evidence.expected_old;
+    let mut detail = format!(
+        "{} of {expected} old replicas (replicas × rollouts) seen deleted, exiting and with an exit code; {} listed at the rollouts' starts",
+        seen.len(),
+        evidence.old.len()
+    );
+    if !unknown.is_empty() {
+        detail = format!("unknown: {}; {detail}", unknown.join(", "));
+    }
+    verdict.push(
+        "old replicas terminated",
+        expected > 0 && evidence.old.len() == expected && unknown.is_empty(),
+        detail,
+    );
+    seen
 }
 
 /// Requests started during `[from, to]`, each second's count weighted by how
@@ -269,13 +337,6 @@ pub fn sent_between(report: &Report, from: u64, to: u64) -> f64 {
                 .saturating_sub(from.max(s.t_unix_ms));
             s.sent as f64 * covered as f64 / 1000.0
         })
-        .sum()
-}
-
-/// `GET /` answers from `replica` in the seconds that overlap `[from, to]`.
-pub fn served_between(report: &Report, replica: &str, from: u64, to: u64) -> u64 {
-    overlapping(report, from, to)
-        .filter_map(|s| s.served_by.get(replica))
         .sum()
 }
 
@@ -292,6 +353,58 @@ pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
     use loadgen::{Mode, ModeReport, Outcomes, Report};
+
+    use super::{Bar, Evidence, Expect, Termination, Verdict};
+    use crate::clock::Offset;
+    use crate::timeline::ReplicaRecord;
+
+    /// A replica deleted at `from` that exited cleanly at `to`.
+    pub(crate) fn termination(name: &str, from: u64, to: u64) -> Termination {
+        Termination {
+            name: name.to_owned(),
+            terminating_ms: from,
+            sigterm_ms: None,
+            exited_ms: to,
+            killed: false,
+            exit_code: Some(0),
+        }
+    }
+
+    /// The record a backend would have kept of `t`.
+    pub(crate) fn record_of(t: &Termination) -> ReplicaRecord {
+        ReplicaRecord {
+            name: t.name.clone(),
+            generation: 0,
+            started_ms: 0,
+            ready_ms: Some(0),
+            terminating_ms: Some(t.terminating_ms),
+            sigterm_ms: t.sigterm_ms,
+            exited_ms: Some(t.exited_ms),
+            exit_code: t.exit_code,
+            killed: t.killed,
+            aborted_requests: None,
+        }
+    }
+
+    /// Judges `report` with `terminations` as the run's whole set of old
+    /// replicas, on one clock.
+    pub(crate) fn judged(
+        report: &Report,
+        terminations: &[Termination],
+        expect: Expect,
+        bar: Bar,
+    ) -> Verdict {
+        let records: Vec<ReplicaRecord> = terminations.iter().map(record_of).collect();
+        let old: Vec<String> = terminations.iter().map(|t| t.name.clone()).collect();
+        let evidence = Evidence {
+            report,
+            clock: Some(Offset::SAME),
+            replicas: &records,
+            old: &old,
+            expected_old: old.len(),
+        };
+        super::judge(&evidence, expect, bar).0
+    }
 
     /// (second's start, requests sent, `GET /` answers per replica)
     pub(crate) type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
@@ -393,18 +506,8 @@ pub(crate) mod fixtures {
 mod tests {
     use loadgen::Mode;
 
-    use super::fixtures::{report, set_mode};
+    use super::fixtures::{judged, record_of, report, set_mode, termination};
     use super::*;
-
-    fn termination(name: &str, from: u64, to: u64) -> Termination {
-        Termination {
-            name: name.to_owned(),
-            terminating_ms: from,
-            exited_ms: to,
-            killed: false,
-            exit_code: Some(0),
-        }
-    }
 
     const BAR: Bar = Bar {
         min_rate_while_terminating: 100.0,
@@ -420,14 +523,14 @@ mod tests {
             ],
             0,
         );
-        let v = judge(&r, &[termination("a", 500, 1500)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 500, 1500)], Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
     }
 
     #[test]
     fn one_failure_fails() {
         let r = report(&[(0, 500, &[("a", 10)])], 1);
-        let v = judge(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
         assert!(!v.passed());
     }
 
@@ -438,14 +541,14 @@ mod tests {
             &[(0, 500, &[]), (5000, 0, &[]), (9000, 500, &[("a", 1)])],
             0,
         );
-        let v = judge(&r, &[termination("a", 5000, 5900)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 5000, 5900)], Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
     }
 
     #[test]
     fn a_replica_nobody_reached_after_deletion_fails() {
         let r = report(&[(0, 500, &[("b", 400)])], 0);
-        let v = judge(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
     }
 
@@ -453,9 +556,9 @@ mod tests {
     fn the_negative_control_must_fail_requests() {
         let clean = report(&[(0, 500, &[("a", 1)])], 0);
         let t = [termination("a", 0, 900)];
-        assert!(!judge(&clean, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&clean, &t, Expect::Failures, BAR).passed());
         let broken = report(&[(0, 500, &[("a", 1)])], 12);
-        assert!(judge(&broken, &t, Expect::Failures, BAR).passed());
+        assert!(judged(&broken, &t, Expect::Failures, BAR).passed());
     }
 
     #[test]
@@ -490,7 +593,7 @@ mod tests {
     #[test]
     fn all_protocols_clean_passes_and_each_is_judged() {
         let (r, t) = clean();
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
         for (name, sent) in [
             ("no failed request over HTTP/1.1 keep-alive", 800),
@@ -520,7 +623,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
         assert_eq!(
             failed_checks(&v),
@@ -547,7 +650,7 @@ mod tests {
                     ..Outcomes::default()
                 },
             );
-            let v = judge(&r, &t, Expect::NoFailures, BAR);
+            let v = judged(&r, &t, Expect::NoFailures, BAR);
             assert_eq!(failed_checks(&v).len(), 2, "{v}");
         }
     }
@@ -558,7 +661,7 @@ mod tests {
         set_mode(&mut r, Mode::Http2, Outcomes::default());
         // Overall the run is clean: only the HTTP/2 check can notice.
         assert!(r.is_clean());
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
         assert_eq!(failed_checks(&v), ["no failed request over HTTP/2"], "{v}");
         let detail = &check(&v, "no failed request over HTTP/2").detail;
@@ -577,7 +680,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
         for name in ["no failed request", "no failed request over HTTP/2"] {
             let detail = &check(&v, name).detail;
@@ -602,7 +705,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::Failures, BAR);
+        let v = judged(&r, &t, Expect::Failures, BAR);
         assert!(!v.passed(), "{v}");
         assert_eq!(
             failed_checks(&v),
@@ -617,7 +720,7 @@ mod tests {
         );
         // No HTTP/2 request at all: unknown, not a pass.
         set_mode(&mut r, Mode::Http2, Outcomes::default());
-        let v = judge(&r, &t, Expect::Failures, BAR);
+        let v = judged(&r, &t, Expect::Failures, BAR);
         let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
         assert!(!v.passed() && detail.starts_with("unknown"), "{v}");
         // Refused-and-resent HTTP/2 requests are not the failures it needs.
@@ -630,7 +733,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&r, &t, Expect::Failures, BAR).passed());
         // With HTTP/2 failures it passes, and shows the split.
         set_mode(
             &mut r,
@@ -641,7 +744,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::Failures, BAR);
+        let v = judged(&r, &t, Expect::Failures, BAR);
         assert!(v.passed(), "{v}");
         let detail = &check(&v, "failed requests, as expected").detail;
         assert!(
@@ -656,7 +759,7 @@ mod tests {
     fn failures_on_any_protocol_need_no_http2_failure() {
         let t = [termination("a", 0, 900)];
         let mut r = report(&[(0, 800, &[("a", 1)])], 0);
-        assert!(!judge(&r, &t, Expect::FailuresAnyProtocol, BAR).passed());
+        assert!(!judged(&r, &t, Expect::FailuresAnyProtocol, BAR).passed());
         set_mode(
             &mut r,
             Mode::Fresh,
@@ -666,15 +769,98 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::FailuresAnyProtocol, BAR);
+        let v = judged(&r, &t, Expect::FailuresAnyProtocol, BAR);
         assert!(v.passed(), "{v}");
         assert!(v.checks.iter().all(|c| !c.name.contains("HTTP/2")), "{v}");
-        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&r, &t, Expect::Failures, BAR).passed());
     }
 
     #[test]
     fn no_terminations_is_no_rollout() {
         let r = report(&[(0, 500, &[])], 0);
-        assert!(!judge(&r, &[], Expect::NoFailures, BAR).passed());
+        assert!(!judged(&r, &[], Expect::NoFailures, BAR).passed());
+    }
+
+    /// Judges a clean run whose old replicas are `records`, of which
+    /// `expected` were due.
+    fn judged_old(records: &[ReplicaRecord], expected: usize) -> Verdict {
+        let (r, _) = clean();
+        let old: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        let evidence = Evidence {
+            report: &r,
+            clock: Some(Offset::SAME),
+            replicas: records,
+            old: &old,
+            expected_old: expected,
+        };
+        judge(&evidence, Expect::NoFailures, BAR).0
+    }
+
+    /// A pod that went while the watch was relisting, or whose end came
+    /// after the watch stopped: its exit was never seen. It is not left out.
+    #[test]
+    fn an_old_replica_whose_exit_was_never_seen_fails_as_unknown() {
+        let (_, [t]) = clean();
+        assert!(judged_old(&[record_of(&t)], 1).passed());
+        let mut unseen = record_of(&t);
+        unseen.exited_ms = None;
+        unseen.exit_code = None;
+        let v = judged_old(&[unseen], 1);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+        let detail = &check(&v, "old replicas terminated").detail;
+        assert!(
+            detail.starts_with("unknown: a: its exit was never seen"),
+            "{detail}"
+        );
+        let mut no_code = record_of(&t);
+        no_code.exit_code = None;
+        assert!(!judged_old(&[no_code], 1).passed());
+    }
+
+    /// Six old replicas were due (3 × 2) and only five were listed: one
+    /// termination went unobserved.
+    #[test]
+    fn fewer_old_replicas_than_replicas_times_rollouts_fails() {
+        let (_, [t]) = clean();
+        let v = judged_old(&[record_of(&t)], 2);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+        assert!(
+            check(&v, "old replicas terminated")
+                .detail
+                .starts_with("1 of 2 old replicas"),
+            "{v}"
+        );
+        // Listed, but no record of it at all.
+        let (r, _) = clean();
+        let evidence = Evidence {
+            report: &r,
+            clock: Some(Offset::SAME),
+            replicas: &[],
+            old: &["a".to_owned()],
+            expected_old: 1,
+        };
+        let (v, terminations) = judge(&evidence, Expect::NoFailures, BAR);
+        assert!(terminations.is_empty());
+        assert!(
+            check(&v, "old replicas terminated")
+                .detail
+                .starts_with("unknown: a: never seen"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_load_generator_clock_that_was_never_read_fails() {
+        let (r, [t]) = clean();
+        let records = [record_of(&t)];
+        let evidence = Evidence {
+            report: &r,
+            clock: None,
+            replicas: &records,
+            old: &["a".to_owned()],
+            expected_old: 1,
+        };
+        let (v, _) = judge(&evidence, Expect::NoFailures, BAR);
+        assert_eq!(failed_checks(&v), ["the load generator's clock"], "{v}");
     }
 }
