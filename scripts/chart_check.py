@@ -342,7 +342,7 @@ def expected_prestop(pre_stop: int, kube: str) -> dict[str, Any] | None:
     return {"exec": {"command": ["/lameduck", "sleep", f"{pre_stop}s"]}}
 
 
-def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str) -> None:
+def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str, api_client: bool = False) -> None:
     pod_sc = pod.get("securityContext") or {}
     sc = container.get("securityContext") or {}
 
@@ -360,7 +360,8 @@ def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str) -
     expect(not caps.get("add"), f"{what}: capabilities add {caps.get('add')}")
     seccomp = (effective("seccompProfile") or {}).get("type")
     expect(seccomp == "RuntimeDefault", f"{what}: seccomp profile is {seccomp!r}, want RuntimeDefault")
-    expect(pod.get("automountServiceAccountToken") is False, f"{what}: automountServiceAccountToken is not false")
+    if not api_client:
+        expect(pod.get("automountServiceAccountToken") is False, f"{what}: automountServiceAccountToken is not false")
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -681,15 +682,15 @@ def check_kind_cluster(paths: Paths) -> None:
     )
 
 
-def prometheus_docs(paths: Paths) -> list[Doc]:
+def deploy_docs(paths: Paths, directory: str) -> list[Doc]:
     docs = []
-    for f in sorted((paths.root / "deploy" / "prometheus").glob("*.yaml")):
+    for f in sorted((paths.root / "deploy" / directory).glob("*.yaml")):
         docs += [Doc(f.name, d) for d in yaml.safe_load_all(f.read_text()) if d]
     return docs
 
 
 def check_prometheus(paths: Paths) -> None:
-    docs = prometheus_docs(paths)
+    docs = deploy_docs(paths, "prometheus")
     for kube in KUBE_VERSIONS:
         validate_k8s(docs, kube)
     kinds = {d.kind for d in docs}
@@ -707,6 +708,84 @@ def check_prometheus(paths: Paths) -> None:
     rules = [r for d in docs if d.kind == "ClusterRole" for r in d.obj.get("rules", [])]
     expect(any("pods" in r.get("resources", []) and "watch" in r.get("verbs", []) for r in rules),
            "Prometheus may not watch pods")
+
+
+# What Traefik's Kubernetes Ingress provider starts an informer for (it serves nothing until all have synced).
+TRAEFIK_WATCHES = {("", "services"), ("", "secrets"), ("", "nodes"), ("discovery.k8s.io", "endpointslices"),
+                   ("networking.k8s.io", "ingresses"), ("networking.k8s.io", "ingressclasses")}
+
+
+def check_traefik(paths: Paths) -> None:
+    """The ingress controller the cluster suite goes through: the interface other
+    tools rely on (IngressClass traefik, Service traefik/traefik port 80), its
+    permissions, its metrics where deploy/prometheus finds them, no privilege."""
+    docs = deploy_docs(paths, "traefik")
+    for kube in KUBE_VERSIONS:
+        validate_k8s(docs, kube)
+    for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "IngressClass", "Deployment",
+                 "Service"):
+        expect(kind in {d.kind for d in docs}, f"deploy/traefik has no {kind}")
+    ingress_class = one(docs, "IngressClass")
+    expect(ingress_class["metadata"]["name"] == "traefik", f"IngressClass {ingress_class['metadata']['name']!r}")
+    expect(ingress_class["spec"].get("controller") == "traefik.io/ingress-controller",
+           f"IngressClass controller {ingress_class['spec'].get('controller')!r}: Traefik serves only traefik.io/ingress-controller")
+
+    dep = one(docs, "Deployment")
+    namespace = dep["metadata"].get("namespace")
+    expect(namespace == "traefik", f"Deployment in namespace {namespace!r}")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = [c for c in pod["containers"] if c["name"] == "traefik"]
+    args = c.get("args") or []
+    expect(all(a.startswith("--") and "=" in a for a in args), f"Traefik arguments not all --name=value: {args}")
+    flags = dict(a[2:].split("=", 1) for a in args)
+    want = {"providers.kubernetesingress": "true", "providers.kubernetesingress.ingressClass": "traefik",
+            "metrics.prometheus": "true", "metrics.prometheus.addServicesLabels": "true", "ping": "true",
+            "global.checkNewVersion": "false", "global.sendAnonymousUsage": "false"}
+    for flag, value in want.items():
+        expect(flags.get(flag) == value, f"Traefik flag --{flag} is {flags.get(flag)!r}, want {value!r}")
+    expect(flags.get("accesslog", "false") == "false", "Traefik writes access logs (a line per request under load)")
+    entry_points = {}
+    for flag, value in flags.items():
+        m = re.fullmatch(r"entryPoints\.(\w+)\.address", flag)
+        if m:
+            entry_points[m.group(1)] = int(value.rsplit(":", 1)[1])
+    expect(entry_points.get("web") == 8000, f"entry point web is on {entry_points.get('web')}, want 8000")
+    expect(all(port >= 1024 for port in entry_points.values()), f"a privileged port among {entry_points}")
+    metrics_ep = flags.get("metrics.prometheus.entryPoint", "traefik")
+    expect(metrics_ep != "web", "Traefik's metrics on the web entry point, where the Ingresses are served")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+    expect(ports == entry_points, f"container ports {ports} differ from the entry points {entry_points}")
+
+    annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+    want_ann = {"prometheus.io/scrape": "true", "prometheus.io/port": str(entry_points.get(metrics_ep)),
+                "prometheus.io/path": "/metrics"}
+    got_ann = {k: annotations.get(k) for k in want_ann}
+    expect(got_ann == want_ann, f"Traefik's scrape annotations are {got_ann}, want {want_ann} (its metrics entry point)")
+    ping_ep = flags.get("ping.entryPoint", "traefik")
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        expect((get.get("path"), get.get("port")) in (("/ping", ping_ep), ("/ping", entry_points.get(ping_ep))),
+               f"Traefik's {probe} is {get}, want /ping on the {ping_ep} entry point")
+    check_hardening(pod, c, "Traefik", api_client=True)
+
+    svc = one(docs, "Service")
+    expect((svc["metadata"]["name"], svc["metadata"].get("namespace")) == ("traefik", "traefik"),
+           f"Service {svc['metadata'].get('namespace')}/{svc['metadata']['name']}, want traefik/traefik")
+    expect(selects(svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]),
+           "the Service does not select Traefik's pods")
+    expect([(p["port"], p.get("targetPort")) for p in svc["spec"]["ports"]] in ([(80, "web")], [(80, 8000)]),
+           f"Service ports {svc['spec']['ports']}, want 80 to the web entry point only")
+
+    account = pod.get("serviceAccountName")
+    bindings = [d.obj for d in docs if d.kind == "ClusterRoleBinding"
+                and {"kind": "ServiceAccount", "name": account, "namespace": namespace} in d.obj.get("subjects", [])]
+    roles = {b["roleRef"]["name"] for b in bindings}
+    rules = [r for d in docs if d.kind == "ClusterRole" and d.obj["metadata"]["name"] in roles
+             for r in d.obj.get("rules", [])]
+    for group, resource in sorted(TRAEFIK_WATCHES):
+        for verb in ("list", "watch"):
+            expect(any(group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r.get("verbs", [])
+                       for r in rules), f"Traefik's service account {account!r} may not {verb} {resource}")
 
 
 def contract_metrics(readme: Path) -> set[str]:
@@ -904,6 +983,14 @@ MUTANTS = [
            validity_of("podmonitor-values.yaml")),
     Mutant("PodMonitor interval in a form Prometheus rejects", "charts/lameduck/templates/podmonitor.yaml",
            "interval: {{ .interval }}", "interval: {{ .interval }}ec", validity_of("podmonitor-values.yaml")),
+    Mutant("Traefik may not watch EndpointSlices", "deploy/traefik/10-rbac.yaml",
+           'resources: ["endpointslices"]', 'resources: ["endpoints"]', check_traefik),
+    Mutant("Traefik scraped on its web port", "deploy/traefik/30-deployment.yaml",
+           'prometheus.io/port: "9100"', 'prometheus.io/port: "8000"', check_traefik),
+    Mutant("Traefik's IngressClass for another controller", "deploy/traefik/20-ingressclass.yaml",
+           "controller: traefik.io/ingress-controller", "controller: k8s.io/ingress-nginx", check_traefik),
+    Mutant("Traefik phones home", "deploy/traefik/30-deployment.yaml",
+           "--global.checkNewVersion=false", "--global.checkNewVersion=true", check_traefik),
     Mutant("ci values file the schema rejects", "charts/lameduck/ci/podmonitor-values.yaml",
            "interval: 2s", "interval: 2 seconds", lambda p: check_lint(p, p.chart / "ci" / "podmonitor-values.yaml")),
     Mutant("a default changed without `just generate`", "charts/lameduck/values.yaml",
@@ -938,6 +1025,8 @@ def broken_copy(paths: Paths, file: str, text: str) -> Iterator[Paths]:
         shutil.copytree(paths.chart, root / "charts" / "lameduck")
         (root / "deploy" / "manifests").mkdir(parents=True)
         shutil.copy(paths.manifest, root / "deploy" / "manifests")
+        for directory in ("prometheus", "traefik"):
+            shutil.copytree(paths.root / "deploy" / directory, root / "deploy" / directory)
         for name in ("Cargo.toml", "Dockerfile", ".dockerignore"):
             shutil.copy(paths.root / name, root / name)
         (root / file).write_text(text)
@@ -1010,6 +1099,8 @@ def main() -> int:
     report.run("deploy/kind/cluster.yaml: 1 control plane, 2 workers; kind and deploy/cluster run the Kubernetes the e2e client is built for", lambda: check_kind_cluster(paths))
     report.run("deploy/prometheus: valid (strict), pod-role discovery, reads the chart's annotations",
                lambda: check_prometheus(paths))
+    report.run("deploy/traefik: valid (strict), IngressClass and Service traefik, the provider's permissions, "
+               "metrics annotated for deploy/prometheus, unprivileged", lambda: check_traefik(paths))
     report.run("deploy/grafana/lameduck.json: contract metrics, per-pod shutdown panels", lambda: check_dashboard(paths))
 
     report.section("Dockerfile")
