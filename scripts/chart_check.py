@@ -467,6 +467,7 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
         expect(p.get("targetPort") in ("http", ports["http"]), f"Service port {p} does not target the app port")
     expect(len(svc_ports) == 1 and svc_ports[0]["port"] == values["service"]["port"], f"Service ports {svc_ports}")
     expect(svc["spec"]["selector"] == selector, "Service selector differs from the Deployment's")
+    check_ingress(docs, values["ingress"], svc)
 
     pdbs = only(docs, "PodDisruptionBudget")
     if values["replicaCount"] > 1:
@@ -517,6 +518,35 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
            "the Service selects the test pod")
     check_hardening(test["spec"], probe, "test pod")
     expect(test["spec"].get("restartPolicy") == "Never", "test pod restarts")
+
+
+def check_ingress(docs: list[Doc], values: dict[str, Any], svc: dict[str, Any]) -> None:
+    """Off by default; when on, every rule and path as given, each to this release's Service port."""
+    ingresses = only(docs, "Ingress")
+    if not values["enabled"]:
+        expect(not ingresses, "Ingress rendered although ingress.enabled is false")
+        return
+    expect(len(ingresses) == 1, f"ingress.enabled but {len(ingresses)} Ingresses")
+    ing = ingresses[0].obj
+    spec = ing["spec"]
+    expect(spec.get("ingressClassName") == (values.get("className") or None),
+           f"ingressClassName is {spec.get('ingressClassName')!r}, want {values.get('className')!r}")
+    expect((ing["metadata"].get("annotations") or {}) == (values.get("annotations") or {}),
+           f"Ingress annotations are {ing['metadata'].get('annotations')}, want {values.get('annotations')}")
+    expect("defaultBackend" not in spec, "the Ingress has a defaultBackend; an empty host is the catch-all")
+    want_rules = [(h.get("host", ""), [(p["path"], p["pathType"]) for p in h["paths"]]) for h in values["hosts"]]
+    rules = spec.get("rules") or []
+    got_rules = [(r.get("host", ""), [(p.get("path"), p.get("pathType")) for p in r["http"]["paths"]]) for r in rules]
+    expect(got_rules == want_rules, f"Ingress rules are {got_rules}, want {want_rules}")
+    want_backend = {"name": svc["metadata"]["name"], "port": {"number": svc["spec"]["ports"][0]["port"]}}
+    for rule in rules:
+        for path in rule["http"]["paths"]:
+            got = (path.get("backend") or {}).get("service")
+            expect(got == want_backend, f"Ingress path {rule.get('host', '*')}{path.get('path')} goes to {got}, "
+                                        f"want the release's Service {want_backend}")
+    want_tls = [(t.get("secretName"), sorted(t.get("hosts") or [])) for t in values.get("tls") or []]
+    got_tls = [(t.get("secretName"), sorted(t.get("hosts") or [])) for t in spec.get("tls") or []]
+    expect(got_tls == want_tls, f"Ingress TLS (secret, hosts) is {got_tls}, want {want_tls}")
 
 
 def check_values_file(paths: Paths, values_file: Path, kube: str) -> list[Doc]:
@@ -575,12 +605,26 @@ NEGATIVE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("negative preStop", {"lifecycle": {"preStopSleepSeconds": -1}}, ["/lifecycle/preStopSleepSeconds", "minimum"]),
     ("unknown log format", {"logFormat": "yaml"}, ["/logFormat"]),
+    ("unknown ingress key (helm create's old serviceName)", {"ingress": {"enabled": True, "serviceName": "x"}},
+     ["additional properties 'serviceName' not allowed"]),
+    ("ingress host given as a URL", {"ingress": {"enabled": True, "hosts": [
+        {"host": "https://lameduck.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}]}},
+     ["/ingress/hosts/0/host"]),
+    ("ingress path without its leading slash", {"ingress": {"enabled": True, "hosts": [
+        {"host": "", "paths": [{"path": "api", "pathType": "Prefix"}]}]}}, ["/ingress/hosts/0/paths/0/path"]),
+    ("ingress path without a pathType", {"ingress": {"enabled": True, "hosts": [
+        {"host": "", "paths": [{"path": "/"}]}]}}, ["/ingress/hosts/0/paths/0", "pathType"]),
+    ("ingress with no rule", {"ingress": {"enabled": True, "hosts": []}}, ["/ingress/hosts", "minItems"]),
+    ("ingress TLS with an empty secret name", {"ingress": {"enabled": True, "tls": [{"secretName": ""}]}},
+     ["/ingress/tls/0/secretName"]),
 ]
 
 # Values right at the limit, which must render.
 BOUNDARY_CASES: list[tuple[str, dict[str, Any]]] = [
     ("grace period exactly covering 5s + 500ms + 20s + 5s (rounded up)",
      {"server": {"drainDelay": "500ms"}, "terminationGracePeriodSeconds": 31}),
+    ("ingress on with the default rule (every host, /) and TLS from the controller's default certificate",
+     {"ingress": {"enabled": True, "tls": [{"hosts": ["lameduck.example.com"]}]}}),
     ("grace period exactly covering 0s + 0s + 1h + 5s", {
         "lifecycle": {"preStopSleepSeconds": 0},
         "server": {"shutdownTimeout": "1h"},
@@ -983,6 +1027,15 @@ MUTANTS = [
            validity_of("podmonitor-values.yaml")),
     Mutant("PodMonitor interval in a form Prometheus rejects", "charts/lameduck/templates/podmonitor.yaml",
            "interval: {{ .interval }}", "interval: {{ .interval }}ec", validity_of("podmonitor-values.yaml")),
+    Mutant("Ingress rendered by default", "charts/lameduck/templates/ingress.yaml",
+           "{{- if .Values.ingress.enabled }}", "{{- if true }}", semantics_of("default-values.yaml")),
+    Mutant("Ingress to the admin port", "charts/lameduck/templates/ingress.yaml",
+           '"number" (int64 .Values.service.port)', '"number" (int64 .Values.containerPorts.admin)',
+           semantics_of("ingress-values.yaml")),
+    Mutant("Ingress without its TLS", "charts/lameduck/templates/ingress.yaml",
+           "{{- with .Values.ingress.tls }}", "{{- with list }}", semantics_of("ingress-values.yaml")),
+    Mutant("Ingress host pattern dropped from the schema", "charts/lameduck/values.schema.json",
+           '"pattern": "^(\\\\*\\\\.)?[a-z0-9]', '"$comment": "^(\\\\*\\\\.)?[a-z0-9]', negative(12)),
     Mutant("Traefik may not watch EndpointSlices", "deploy/traefik/10-rbac.yaml",
            'resources: ["endpointslices"]', 'resources: ["endpoints"]', check_traefik),
     Mutant("Traefik scraped on its web port", "deploy/traefik/30-deployment.yaml",
@@ -1056,7 +1109,7 @@ def main() -> int:
     report.run("values.schema.json types every value and closes every object", lambda: check_schema_covers_values(paths))
     report.run("helm lint --strict (chart defaults)", lambda: check_lint(paths, None))
     values_files = ci_values(paths)
-    for required in ("default", "no-prestop", "podmonitor", "long-shutdown"):
+    for required in ("default", "no-prestop", "podmonitor", "long-shutdown", "ingress"):
         report.run(f"ci/{required}-values.yaml exists",
                    lambda r=required: expect(paths.chart / "ci" / f"{r}-values.yaml" in values_files, "missing"))
     for vf in values_files:
