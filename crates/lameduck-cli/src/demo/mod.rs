@@ -1,12 +1,15 @@
-//! The binary's demo application: `GET /` names the replica, `GET /work?ms=N`
-//! stands in for a slow request, `GET /events` is a Server-Sent Events stream
-//! and `GET /ws` a WebSocket echo; both streams end cleanly when the server
-//! drains (see [`Drain`](lameduck::Drain)). It is an ordinary hyper service,
-//! served the same way as any other.
+//! The binary's demo application: `GET /` names the replica, `POST /`
+//! echoes its body, `GET /work?ms=N` stands in for a slow request,
+//! `GET /events` is a Server-Sent Events stream and `GET /ws` a WebSocket
+//! echo; both streams end cleanly when the server drains (see
+//! [`Drain`](lameduck::Drain)). It is an ordinary hyper service, served the
+//! same way as any other.
 
+mod echo;
 mod events;
 mod ws;
 
+pub use echo::MAX_ECHO;
 pub use events::{MAX_INTERVAL, MIN_INTERVAL};
 pub use ws::MAX_MESSAGE;
 
@@ -21,8 +24,7 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use lameduck::BoxError;
 
 /// Longest `/work` request, in milliseconds.
 pub const MAX_WORK_MS: u64 = 60_000;
@@ -76,18 +78,28 @@ pub fn replica_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-impl<B> hyper::service::Service<Request<B>> for Demo {
+impl<B> hyper::service::Service<Request<B>> for Demo
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<DemoBody>;
     type Error = Infallible;
     type Future = DemoFuture;
 
     fn call(&self, mut request: Request<B>) -> Self::Future {
-        let allow = match request.uri().path() {
-            "/" | "/work" => "GET, HEAD",
+        let path = request.uri().path();
+        let allow = match path {
+            "/" => "GET, HEAD, POST",
+            "/work" => "GET, HEAD",
             "/events" | "/ws" => "GET",
             _ => return DemoFuture::ready(text(StatusCode::NOT_FOUND, "not found\n")),
         };
         let method = request.method();
+        if method == Method::POST && path == "/" {
+            return echo(request.into_body());
+        }
         if method != Method::GET && (method != Method::HEAD || allow == "GET") {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             response
@@ -123,13 +135,30 @@ impl<B> hyper::service::Service<Request<B>> for Demo {
                     "worked {ms} ms on {}\n",
                     String::from_utf8_lossy(&self.name)
                 );
-                DemoFuture {
-                    sleep: Some(Box::pin(tokio::time::sleep(Duration::from_millis(ms)))),
-                    response: Some(text(StatusCode::OK, body)),
-                }
+                DemoFuture::later(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    text(StatusCode::OK, body)
+                })
             }
             Err(reason) => DemoFuture::ready(text(StatusCode::BAD_REQUEST, reason)),
         }
+    }
+}
+
+/// `POST /`: answered at once when the body is empty or announced too
+/// large, else once it has been read.
+fn echo<B>(body: B) -> DemoFuture
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if echo::announced_too_large(&body) {
+        DemoFuture::ready(echo::too_large())
+    } else if body.is_end_stream() {
+        DemoFuture::ready(echo::echoed(Bytes::new()))
+    } else {
+        DemoFuture::later(echo::echo(body))
     }
 }
 
@@ -163,23 +192,33 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<DemoBody> {
     response
 }
 
-pin_project! {
-    /// The demo's response future: ready at once, or after `/work`'s sleep.
-    #[derive(Debug)]
-    pub struct DemoFuture {
-        // Boxed, so that every other request's future (moved into
-        // hyper's, and for HTTP/2 into a task) stays small.
-        sleep: Option<Pin<Box<Sleep>>>,
-        response: Option<Response<DemoBody>>,
+/// The demo's response future: ready at once, or later (`/work`'s sleep,
+/// `POST /`'s body). Only the later ones are boxed, so that every other
+/// request's future (moved into hyper's, and for HTTP/2 into a task) stays
+/// small and allocates nothing.
+pub struct DemoFuture(Pending);
+
+enum Pending {
+    Ready(Option<Response<DemoBody>>),
+    Later(Pin<Box<dyn Future<Output = Response<DemoBody>> + Send>>),
+}
+
+impl std::fmt::Debug for DemoFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ready = matches!(self.0, Pending::Ready(_));
+        f.debug_struct("DemoFuture")
+            .field("ready", &ready)
+            .finish_non_exhaustive()
     }
 }
 
 impl DemoFuture {
     fn ready(response: Response<DemoBody>) -> Self {
-        Self {
-            sleep: None,
-            response: Some(response),
-        }
+        Self(Pending::Ready(Some(response)))
+    }
+
+    fn later(response: impl Future<Output = Response<DemoBody>> + Send + 'static) -> Self {
+        Self(Pending::Later(Box::pin(response)))
     }
 }
 
@@ -187,14 +226,12 @@ impl Future for DemoFuture {
     type Output = Result<Response<DemoBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(sleep) = this.sleep {
-            std::task::ready!(sleep.as_mut().poll(cx));
-        }
-        let response = this
-            .response
-            .take()
-            .expect("DemoFuture polled after completion");
+        let response = match &mut self.get_mut().0 {
+            Pending::Ready(response) => {
+                response.take().expect("DemoFuture polled after completion")
+            }
+            Pending::Later(later) => std::task::ready!(later.as_mut().poll(cx)),
+        };
         Poll::Ready(Ok(response))
     }
 }
@@ -273,7 +310,7 @@ mod tests {
     async fn routes() {
         use hyper::service::Service;
         let demo = Demo::new("replica-a");
-        let get = |uri: &str| Request::get(uri).body(()).unwrap();
+        let get = |uri: &str| Request::get(uri).body(Full::<Bytes>::default()).unwrap();
         let status = |r: Response<DemoBody>| r.status();
 
         assert_eq!(status(demo.call(get("/")).await.unwrap()), StatusCode::OK);
@@ -301,18 +338,39 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         for (method, path, allow) in [
-            (Method::POST, "/", "GET, HEAD"),
+            (Method::PUT, "/", "GET, HEAD, POST"),
+            (Method::POST, "/work", "GET, HEAD"),
             (Method::HEAD, "/events", "GET"),
             (Method::PUT, "/ws", "GET"),
         ] {
             let request = Request::builder()
                 .method(method)
                 .uri(path)
-                .body(())
+                .body(Full::<Bytes>::default())
                 .unwrap();
             let response = demo.call(request).await.unwrap();
             assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
             assert_eq!(response.headers()[ALLOW], allow, "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn post_echoes_within_the_limit() {
+        use http_body_util::BodyExt;
+        use hyper::service::Service;
+        let demo = Demo::new("replica-a");
+        let post = |body: Bytes| Request::post("/").body(Full::new(body)).unwrap();
+        let response = demo.call(post(Bytes::from_static(b"hello"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/octet-stream");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+        let empty = demo.call(post(Bytes::new())).await.unwrap();
+        assert_eq!(empty.status(), StatusCode::OK);
+        let large = demo
+            .call(post(Bytes::from(vec![0; MAX_ECHO + 1])))
+            .await
+            .unwrap();
+        assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }
