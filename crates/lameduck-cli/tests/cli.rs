@@ -124,6 +124,8 @@ fn demo_routes() {
         root.header("content-type"),
         Some("text/plain; charset=utf-8")
     );
+    assert_eq!(root.header("lameduck-replica"), Some("test-replica"));
+    assert_eq!(root.header("lameduck-phase"), None);
     for (path, status) in [
         ("/work?ms=0", 200),
         ("/work?ms=5", 200),

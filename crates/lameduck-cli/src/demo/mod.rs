@@ -2,15 +2,19 @@
 //! echoes its body, `GET /work?ms=N` stands in for a slow request,
 //! `GET /events` is a Server-Sent Events stream and `GET /ws` a WebSocket
 //! echo; both streams end cleanly when the server drains (see
-//! [`Drain`](lameduck::Drain)). It is an ordinary hyper service, served the
-//! same way as any other.
+//! [`Drain`](lameduck::Drain)). Every response names the replica in
+//! `lameduck-replica`, and says `lameduck-phase: draining` or `closing` once
+//! the shutdown has begun (see [`REPLICA_HEADER`], [`PHASE_HEADER`]). It is
+//! an ordinary hyper service, served the same way as any other.
 
 mod echo;
 mod events;
+mod marker;
 mod ws;
 
 pub use echo::MAX_ECHO;
 pub use events::{MAX_INTERVAL, MIN_INTERVAL};
+pub use marker::{PHASE_HEADER, REPLICA_HEADER};
 pub use ws::MAX_MESSAGE;
 
 use std::convert::Infallible;
@@ -24,7 +28,9 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use lameduck::BoxError;
+use lameduck::{BoxError, Drain};
+
+use marker::Marker;
 
 /// Longest `/work` request, in milliseconds.
 pub const MAX_WORK_MS: u64 = 60_000;
@@ -35,6 +41,8 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 #[derive(Clone, Debug)]
 pub struct Demo {
     name: Bytes,
+    /// Marks every response; holds the server's `Drain` if given one.
+    marker: Marker,
     /// Whether `/events` and `/ws` end when the server drains.
     stream_drain: bool,
 }
@@ -42,10 +50,22 @@ pub struct Demo {
 impl Demo {
     /// Answers `GET /` with `name`.
     pub fn new(name: impl Into<String>) -> Self {
+        let name = Bytes::from(name.into());
         Self {
-            name: Bytes::from(name.into()),
+            marker: Marker::new(&name),
+            name,
             stream_drain: true,
         }
+    }
+
+    /// Follows the shutdown of the server that serves it (from
+    /// [`Server::drain`](lameduck::Server::drain)): responses say
+    /// `lameduck-phase` once it has begun, and `/events` and `/ws` end when
+    /// it drains. Without one, there is no phase header, and the streams
+    /// take the `Drain` a request carries in its extensions, if any.
+    pub fn with_drain(mut self, drain: Drain) -> Self {
+        self.marker = self.marker.with_drain(drain);
+        self
     }
 
     /// With `false`, `/events` and `/ws` ignore the drain and run until the
@@ -88,7 +108,23 @@ where
     type Error = Infallible;
     type Future = DemoFuture;
 
-    fn call(&self, mut request: Request<B>) -> Self::Future {
+    fn call(&self, request: Request<B>) -> Self::Future {
+        let mut future = self.route(request);
+        // A later response marks itself when it is ready.
+        if let Pending::Ready(Some(response)) = &mut future.0 {
+            self.marker.mark(response.headers_mut());
+        }
+        future
+    }
+}
+
+impl Demo {
+    fn route<B>(&self, mut request: Request<B>) -> DemoFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let path = request.uri().path();
         let allow = match path {
             "/" => "GET, HEAD, POST",
@@ -98,7 +134,7 @@ where
         };
         let method = request.method();
         if method == Method::POST && path == "/" {
-            return echo(request.into_body());
+            return self.echo(request.into_body());
         }
         if method != Method::GET && (method != Method::HEAD || allow == "GET") {
             let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -109,7 +145,10 @@ where
         }
         // Cloned only for the streams that use it.
         let drain = |request: &Request<B>| {
-            let drain = request.extensions().get::<lameduck::Drain>();
+            let drain = self
+                .marker
+                .drain()
+                .or_else(|| request.extensions().get::<Drain>());
             drain.filter(|_| self.stream_drain).cloned()
         };
         let query = request.uri().query();
@@ -135,7 +174,7 @@ where
                     "worked {ms} ms on {}\n",
                     String::from_utf8_lossy(&self.name)
                 );
-                DemoFuture::later(async move {
+                self.later(async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     text(StatusCode::OK, body)
                 })
@@ -143,22 +182,36 @@ where
             Err(reason) => DemoFuture::ready(text(StatusCode::BAD_REQUEST, reason)),
         }
     }
-}
 
-/// `POST /`: answered at once when the body is empty or announced too
-/// large, else once it has been read.
-fn echo<B>(body: B) -> DemoFuture
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    if echo::announced_too_large(&body) {
-        DemoFuture::ready(echo::too_large())
-    } else if body.is_end_stream() {
-        DemoFuture::ready(echo::echoed(Bytes::new()))
-    } else {
-        DemoFuture::later(echo::echo(body))
+    /// `POST /`: answered at once when the body is empty or announced too
+    /// large, else once it has been read.
+    fn echo<B>(&self, body: B) -> DemoFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if echo::announced_too_large(&body) {
+            DemoFuture::ready(echo::too_large())
+        } else if body.is_end_stream() {
+            DemoFuture::ready(echo::echoed(Bytes::new()))
+        } else {
+            self.later(echo::echo(body))
+        }
+    }
+
+    /// A response that takes time, marked when it is ready: its phase is the
+    /// one it was answered in.
+    fn later(
+        &self,
+        response: impl Future<Output = Response<DemoBody>> + Send + 'static,
+    ) -> DemoFuture {
+        let marker = self.marker.clone();
+        DemoFuture(Pending::Later(Box::pin(async move {
+            let mut response = response.await;
+            marker.mark(response.headers_mut());
+            response
+        })))
     }
 }
 
@@ -215,10 +268,6 @@ impl std::fmt::Debug for DemoFuture {
 impl DemoFuture {
     fn ready(response: Response<DemoBody>) -> Self {
         Self(Pending::Ready(Some(response)))
-    }
-
-    fn later(response: impl Future<Output = Response<DemoBody>> + Send + 'static) -> Self {
-        Self(Pending::Later(Box::pin(response)))
     }
 }
 
@@ -372,5 +421,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn every_response_names_the_replica() {
+        use hyper::service::Service;
+        let demo = Demo::new("replica-a");
+        let call = |method: Method, uri: &str, body: Bytes| {
+            let request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Full::new(body))
+                .unwrap();
+            demo.call(request)
+        };
+        for (method, uri, body, status) in [
+            (Method::GET, "/", Bytes::new(), 200),
+            (Method::HEAD, "/", Bytes::new(), 200),
+            (Method::POST, "/", Bytes::from_static(b"x"), 200),
+            (Method::POST, "/", Bytes::from(vec![0; MAX_ECHO + 1]), 413),
+            (Method::GET, "/work?ms=1", Bytes::new(), 200),
+            (Method::GET, "/work?ms=x", Bytes::new(), 400),
+            (Method::GET, "/events?interval=1s", Bytes::new(), 200),
+            (Method::GET, "/ws", Bytes::new(), 400),
+            (Method::DELETE, "/", Bytes::new(), 405),
+            (Method::GET, "/nope", Bytes::new(), 404),
+        ] {
+            let response = call(method.clone(), uri, body).await.unwrap();
+            assert_eq!(response.status(), status, "{method} {uri}");
+            assert_eq!(
+                response.headers()[REPLICA_HEADER],
+                "replica-a",
+                "{method} {uri}"
+            );
+            assert!(
+                !response.headers().contains_key(PHASE_HEADER),
+                "{method} {uri}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_say_the_phase_they_were_given_in() {
+        use hyper::service::Service;
+        use lameduck::Phase;
+        let (tx, rx) = tokio::sync::watch::channel(Phase::Serving);
+        let demo = Demo::new("replica-a").with_drain(Drain::new(rx));
+        let get = |uri: &str| Request::get(uri).body(Full::<Bytes>::default()).unwrap();
+        let phase = |response: &Response<DemoBody>| {
+            let value = response.headers().get(PHASE_HEADER);
+            value.map(|v| v.to_str().unwrap().to_owned())
+        };
+        let serving = demo.call(get("/")).await.unwrap();
+        assert_eq!(phase(&serving), None);
+        // Taken while serving, answered while draining: answered after the
+        // signal, and says so.
+        let slow = demo.call(get("/work?ms=100"));
+        tx.send_replace(Phase::Draining);
+        let slow = slow.await.unwrap();
+        assert_eq!(phase(&slow).as_deref(), Some("draining"));
+        assert_eq!(slow.headers()[REPLICA_HEADER], "replica-a");
+        tx.send_replace(Phase::Closing);
+        let closing = demo.call(get("/nope")).await.unwrap();
+        assert_eq!(phase(&closing).as_deref(), Some("closing"));
     }
 }
