@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::conn;
-use crate::engine::Shared;
+use crate::context::RunContext;
 use crate::error::Error;
 use crate::mix::Plan;
 use crate::outcome::{self, Kind, Outcome, Phase, Response};
@@ -155,7 +155,7 @@ struct SniffIo {
     sniffer: Sniffer,
     seen: Arc<Seen>,
     /// For counting GOAWAYs; none for the probe.
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<RunContext>>,
     /// Whether the first frame header has been looked at.
     first_known: bool,
     preview: [u8; PREVIEW],
@@ -163,7 +163,7 @@ struct SniffIo {
 }
 
 impl SniffIo {
-    fn new(io: TcpStream, seen: Arc<Seen>, shared: Option<Arc<Shared>>) -> Self {
+    fn new(io: TcpStream, seen: Arc<Seen>, shared: Option<Arc<RunContext>>) -> Self {
         Self {
             io,
             sniffer: Sniffer::default(),
@@ -279,7 +279,7 @@ impl Drop for H2Conn {
 async fn handshake(
     stream: TcpStream,
     seen: Arc<Seen>,
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<RunContext>>,
 ) -> Result<H2Conn, h2::Error> {
     // Requests are single small writes; do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
@@ -301,7 +301,7 @@ async fn handshake(
 }
 
 /// Opens a connection for a slot.
-async fn open(shared: &Arc<Shared>) -> Result<H2Conn, Outcome> {
+async fn open(shared: &Arc<RunContext>) -> Result<H2Conn, Outcome> {
     let stream = TcpStream::connect(shared.addr)
         .await
         .map_err(|e| outcome::connect_failure(&e))?;
@@ -408,7 +408,7 @@ impl Lane {
     /// The slot's connection, opened or replaced if need be.
     async fn connection(
         &mut self,
-        shared: &Arc<Shared>,
+        shared: &Arc<RunContext>,
     ) -> Result<&mut (Arc<H2Conn>, SendRequest<Bytes>), Outcome> {
         let usable = match self.conn.take() {
             Some(c) if !c.0.seen.is_retired() => c,
@@ -432,7 +432,12 @@ impl Lane {
 
     /// Runs a request to its outcome: connects if need be, puts it on a new
     /// connection if it could not be sent, resends it once if refused.
-    async fn request(&mut self, shared: &Arc<Shared>, plan: &Plan, track: &mut Track) -> Outcome {
+    async fn request(
+        &mut self,
+        shared: &Arc<RunContext>,
+        plan: &Plan,
+        track: &mut Track,
+    ) -> Outcome {
         let mut not_sent = 0;
         loop {
             track.phase = Phase::Connecting;
@@ -612,7 +617,7 @@ fn classify(
 
 /// Starts the lanes: `h2_streams` per slot, `h2_conns` slots, all taking
 /// jobs from `queue`.
-pub(crate) fn spawn_lanes(shared: &Arc<Shared>, queue: &Queue) -> Vec<JoinHandle<()>> {
+pub(crate) fn spawn_lanes(shared: &Arc<RunContext>, queue: &Queue) -> Vec<JoinHandle<()>> {
     let config = &shared.config;
     let mut lanes = Vec::with_capacity(config.h2_conns * config.h2_streams);
     for _ in 0..config.h2_conns {
@@ -636,7 +641,7 @@ enum End {
 }
 
 /// Takes jobs one at a time and runs each on the slot's connection.
-async fn lane(shared: Arc<Shared>, queue: Queue, slot: Arc<Slot>) {
+async fn lane(shared: Arc<RunContext>, queue: Queue, slot: Arc<Slot>) {
     let mut lane = Lane { slot, conn: None };
     let timeout = shared.config.timeout;
     // One timer and one abort waiter for the lane's life. The timer is not

@@ -19,6 +19,7 @@
 mod args;
 mod config;
 mod conn;
+mod context;
 mod control;
 mod engine;
 mod error;

@@ -4,12 +4,18 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::StreamKind;
 use crate::config::Config;
 use crate::report::{StreamErrorSample, StreamFailure, StreamReport, Streams};
 
 /// Replica names longer than this are cut (a Kubernetes name has at most 253).
 const MAX_NAME: usize = 253;
+
+/// Which kind of client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    Sse,
+    Ws,
+}
 
 #[derive(Debug)]
 pub(crate) struct Ledger {
