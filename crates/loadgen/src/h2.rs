@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::Reason;
 use h2::client::SendRequest;
-use http::{Request, StatusCode, Uri, Version};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -43,7 +44,7 @@ use tokio::task::JoinHandle;
 use crate::conn;
 use crate::context::RunContext;
 use crate::error::Error;
-use crate::mix::Plan;
+use crate::mix::{Plan, Route};
 use crate::outcome::{self, Kind, Outcome, Phase, Response};
 use crate::sniff::{self, Frame, Sniffer};
 use crate::worker::{self, Queue};
@@ -325,6 +326,19 @@ fn request(uri: &Uri) -> Request<()> {
     req
 }
 
+/// The head of the request `plan` says: a `GET`, or a `POST` whose body
+/// follows in a DATA frame.
+fn plan_request(plan: &Plan) -> Request<()> {
+    let mut req = request(&plan.uri);
+    if plan.route == Route::Echo {
+        *req.method_mut() = Method::POST;
+        let headers = req.headers_mut();
+        headers.insert(CONTENT_TYPE, conn::OCTETS);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(plan.body.len()));
+    }
+    req
+}
+
 /// A connection slot: the connection its lanes share, replaced when retired.
 #[derive(Debug, Default)]
 struct Slot {
@@ -489,13 +503,20 @@ async fn exchange(
     if let Err(e) = poll_fn(|cx| sender.poll_ready(cx)).await {
         return Attempt::NotSent(e);
     }
-    let response = match sender.send_request(request(&plan.uri), true) {
-        Ok((response, _no_body)) => response,
+    let post = plan.route == Route::Echo;
+    let (response, mut body_out) = match sender.send_request(plan_request(plan), !post) {
+        Ok(sent) => sent,
         Err(e) => return Attempt::NotSent(e),
     };
     let id = u32::from(response.stream_id());
     track.stream_id = Some(id);
     track.phase = Phase::AwaitingResponse;
+    // A few hundred bytes, far within the stream's initial window: h2 sends
+    // them right after the HEADERS.
+    if post && let Err(e) = body_out.send_data(plan.body.clone(), true) {
+        return seen.failed(id, false, &e);
+    }
+    let mut echo = conn::echo_of(plan);
     let response = match response.await {
         Ok(response) => response,
         Err(e) => return seen.failed(id, false, &e),
@@ -511,6 +532,9 @@ async fn exchange(
         // Hand the window back, or the connection's window would run out
         // for its other streams.
         let _ = body.flow_control().release_capacity(data.len());
+        if let Some(echo) = &mut echo {
+            echo.feed(&data);
+        }
         conn::keep(&mut kept, data);
     }
     Attempt::Done(Outcome::Response(Response {
@@ -518,6 +542,7 @@ async fn exchange(
         close: false,
         body: kept,
         resent: track.refusal.is_some(),
+        wrong_echo: echo.and_then(crate::echo::EchoCheck::finish),
     }))
 }
 

@@ -40,6 +40,8 @@ pub enum Kind {
     /// request was resent once and the resend got a 2xx response. Neither ok
     /// nor a failure.
     RefusedResent,
+    /// A `POST /` answered with a 2xx whose body is not the body sent.
+    WrongEcho,
 }
 
 impl Kind {
@@ -68,6 +70,9 @@ pub(crate) struct Response {
     /// An HTTP/2 request refused unprocessed and resent: this is the
     /// resend's response.
     pub(crate) resent: bool,
+    /// For a `POST /`: how the body that came back differs from the one
+    /// sent.
+    pub(crate) wrong_echo: Option<String>,
 }
 
 /// How one request ended.
@@ -87,6 +92,9 @@ impl Outcome {
 
     pub(crate) fn kind(&self) -> Kind {
         match self {
+            Outcome::Response(r) if r.status.is_success() && r.wrong_echo.is_some() => {
+                Kind::WrongEcho
+            }
             Outcome::Response(r) if r.status.is_success() && r.resent => Kind::RefusedResent,
             Outcome::Response(r) if r.status.is_success() => Kind::Ok,
             Outcome::Response(_) => Kind::Status,
@@ -207,6 +215,7 @@ mod tests {
             close,
             body: Bytes::new(),
             resent: false,
+            wrong_echo: None,
         })
     }
 
@@ -225,11 +234,25 @@ mod tests {
                 close: false,
                 body: Bytes::new(),
                 resent: true,
+                wrong_echo: None,
             })
         };
         assert_eq!(resent(200).kind(), Kind::RefusedResent);
         // A resend answered with an error status is that failure.
         assert_eq!(resent(503).kind(), Kind::Status);
+        let echo = |status, resent| {
+            Outcome::Response(Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                close: false,
+                body: Bytes::new(),
+                resent,
+                wrong_echo: Some("differs".into()),
+            })
+        };
+        assert_eq!(echo(200, false).kind(), Kind::WrongEcho);
+        assert_eq!(echo(200, true).kind(), Kind::WrongEcho);
+        // An error status is the failure, whatever its body.
+        assert_eq!(echo(502, false).kind(), Kind::Status);
     }
 
     #[test]
@@ -238,6 +261,7 @@ mod tests {
         assert!(!Kind::Aborted.is_failure());
         assert!(!Kind::RefusedResent.is_failure());
         for k in [
+            Kind::WrongEcho,
             Kind::Status,
             Kind::ConnectRefused,
             Kind::ConnectError,

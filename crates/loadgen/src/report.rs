@@ -56,6 +56,10 @@ pub struct Report {
     pub routes: Routes,
     /// Outcomes per connection mode and protocol.
     pub modes: Modes,
+    /// Outcomes per request method (`GET` and `POST`), and within each per
+    /// connection mode and protocol.
+    #[serde(default)]
+    pub methods: Methods,
     /// `GET /` answers (2xx) per replica name, the body of the response.
     pub served_by: BTreeMap<String, u64>,
     /// One entry per second of the run.
@@ -135,6 +139,9 @@ pub struct Outcomes {
     /// ok nor a failure.
     #[serde(default)]
     pub refused_resent: u64,
+    /// `POST /` answered with a 2xx whose body is not the one sent.
+    #[serde(default)]
+    pub wrong_echo: u64,
 }
 
 impl Outcomes {
@@ -150,6 +157,7 @@ impl Outcomes {
             Kind::Other => self.other += 1,
             Kind::Aborted => self.aborted += 1,
             Kind::RefusedResent => self.refused_resent += 1,
+            Kind::WrongEcho => self.wrong_echo += 1,
         }
     }
 
@@ -161,6 +169,7 @@ impl Outcomes {
             + self.reset
             + self.timeout
             + self.other
+            + self.wrong_echo
     }
 
     /// All outcomes.
@@ -229,13 +238,16 @@ pub struct RouteReport {
     pub latency: Latency,
 }
 
-/// Numbers for `GET /` and `GET /work`.
+/// Numbers for `GET /`, `GET /work` and `POST /`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Routes {
     /// `GET /`.
     pub root: RouteReport,
     /// `GET /work?ms=…`.
     pub work: RouteReport,
+    /// `POST /`, whose answer must echo its body.
+    #[serde(default)]
+    pub echo: RouteReport,
 }
 
 /// Per-mode numbers.
@@ -257,6 +269,27 @@ pub struct Modes {
     /// HTTP/2 streams on pooled connections.
     #[serde(default)]
     pub http2: ModeReport,
+}
+
+/// Numbers for one request method.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodReport {
+    /// Requests started.
+    pub sent: u64,
+    /// Their outcomes.
+    pub outcomes: Outcomes,
+    /// The same per connection mode and protocol.
+    pub modes: Modes,
+}
+
+/// Numbers per request method: a proxy may retry a `GET` on its own, never
+/// a `POST`, so a failure a proxy hid from `GET`s shows on `POST`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Methods {
+    /// `GET /` and `GET /work`.
+    pub get: MethodReport,
+    /// `POST /`.
+    pub post: MethodReport,
 }
 
 /// One second of the run. Requests count as sent in the second they started

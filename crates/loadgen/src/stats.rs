@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::config::Config;
-use crate::mix::{Mode, Plan, Route};
+use crate::mix::{Method, Mode, Plan, Route};
 use crate::outcome::{Kind, Outcome};
 use crate::report::{
-    Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
-    Report, RouteReport, Routes, Second, StopReason, Streams,
+    Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
+    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, StopReason, Streams,
 };
 
 /// Latencies above an hour are clamped (timeouts are far shorter).
@@ -43,8 +43,12 @@ struct Stats {
     outcomes: Outcomes,
     connections: Connections,
     latency: Histogram<u64>,
-    routes: [RouteStats; 2],
+    routes: [RouteStats; 3],
     modes: [ModeReport; 3],
+    /// Per method, all modes together...
+    methods: [ModeReport; 2],
+    /// ...and per mode.
+    method_modes: [[ModeReport; 3]; 2],
     served_by: BTreeMap<String, u64>,
     timeline: Vec<Second>,
     errors: Vec<ErrorSample>,
@@ -65,6 +69,14 @@ fn route_idx(r: Route) -> usize {
     match r {
         Route::Root => 0,
         Route::Work => 1,
+        Route::Echo => 2,
+    }
+}
+
+fn method_idx(m: Method) -> usize {
+    match m {
+        Method::Get => 0,
+        Method::Post => 1,
     }
 }
 
@@ -102,8 +114,10 @@ impl Recorder {
                 outcomes: Outcomes::default(),
                 connections: Connections::default(),
                 latency: histogram(),
-                routes: [route(), route()],
+                routes: [route(), route(), route()],
                 modes: Default::default(),
+                methods: Default::default(),
+                method_modes: Default::default(),
                 served_by: BTreeMap::new(),
                 timeline: Vec::new(),
                 errors: Vec::new(),
@@ -136,6 +150,9 @@ impl Recorder {
         s.sent += 1;
         s.routes[route_idx(plan.route)].sent += 1;
         s.modes[mode_idx(plan.mode)].sent += 1;
+        let method = method_idx(plan.route.method());
+        s.methods[method].sent += 1;
+        s.method_modes[method][mode_idx(plan.mode)].sent += 1;
         s.max_start_delay = s.max_start_delay.max(delay);
         s.late_start += u64::from(late);
         let sec = s.second(now);
@@ -202,6 +219,11 @@ impl Recorder {
         s.ended += 1;
         s.outcomes.add(kind, status);
         s.modes[mode_idx(plan.mode)].outcomes.add(kind, status);
+        let method = method_idx(plan.route.method());
+        s.methods[method].outcomes.add(kind, status);
+        s.method_modes[method][mode_idx(plan.mode)]
+            .outcomes
+            .add(kind, status);
         let route = &mut s.routes[route_idx(plan.route)];
         route.outcomes.add(kind, status);
         if let Outcome::Response(r) = outcome {
@@ -223,7 +245,10 @@ impl Recorder {
             let at_unix_ms = s.unix_ms(now);
             let message = match outcome {
                 Outcome::Failed { message, .. } => message.clone(),
-                Outcome::Response(r) => status_message(r),
+                Outcome::Response(r) => match &r.wrong_echo {
+                    Some(wrong) if kind == Kind::WrongEcho => format!("HTTP {}: {wrong}", r.status),
+                    _ => status_message(r),
+                },
             };
             s.errors.push(ErrorSample {
                 at_unix_ms,
@@ -305,11 +330,12 @@ impl Recorder {
             routes: Routes {
                 root: route(&s.routes[0]),
                 work: route(&s.routes[1]),
+                echo: route(&s.routes[2]),
             },
-            modes: Modes {
-                keepalive: s.modes[0].clone(),
-                fresh: s.modes[1].clone(),
-                http2: s.modes[2].clone(),
+            modes: modes(&s.modes),
+            methods: Methods {
+                get: method(&s.methods[0], &s.method_modes[0]),
+                post: method(&s.methods[1], &s.method_modes[1]),
             },
             served_by: s.served_by.clone(),
             timeline: s.timeline.clone(),
@@ -318,6 +344,22 @@ impl Recorder {
             streams: Streams::default(),
             stream_failures: 0,
         }
+    }
+}
+
+fn modes(m: &[ModeReport; 3]) -> Modes {
+    Modes {
+        keepalive: m[0].clone(),
+        fresh: m[1].clone(),
+        http2: m[2].clone(),
+    }
+}
+
+fn method(total: &ModeReport, per_mode: &[ModeReport; 3]) -> MethodReport {
+    MethodReport {
+        sent: total.sent,
+        outcomes: total.outcomes.clone(),
+        modes: modes(per_mode),
     }
 }
 
@@ -403,6 +445,7 @@ mod tests {
             route,
             mode,
             uri: Uri::from_static("/"),
+            body: Bytes::new(),
         }
     }
 
@@ -412,6 +455,7 @@ mod tests {
             close: false,
             body: Bytes::from_static(body.as_bytes()),
             resent: false,
+            wrong_echo: None,
         })
     }
 
@@ -443,6 +487,7 @@ mod tests {
             close: true,
             body: Bytes::from_static(b"pod-b"),
             resent: false,
+            wrong_echo: None,
         });
         r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
         let rep = r.report(
@@ -484,6 +529,7 @@ mod tests {
             close: true,
             body: Bytes::from_static(b"draining\n"),
             resent: false,
+            wrong_echo: None,
         });
         r.ended(&work, t0, t0, &status, false);
         r.ended(&work, t0, t0, &fail, true);
@@ -519,6 +565,7 @@ mod tests {
             close: false,
             body: Bytes::from_static(b"pod-c"),
             resent: true,
+            wrong_echo: None,
         });
         for outcome in [ok("pod-c"), resent] {
             r.started(&h2, t0, t0);
@@ -541,6 +588,57 @@ mod tests {
             (c.opened, c.h2_opened, c.h2_goaways, c.h2_resent),
             (1, 1, 1, 1)
         );
+    }
+
+    #[test]
+    fn posts_are_counted_per_method_and_mode_and_a_wrong_echo_fails() {
+        let r = recorder();
+        let t0 = r.begin();
+        let echoed = |wrong: Option<&str>| {
+            Outcome::Response(Response {
+                status: StatusCode::OK,
+                close: false,
+                body: Bytes::from_static(b"abc"),
+                resent: false,
+                wrong_echo: wrong.map(str::to_owned),
+            })
+        };
+        for (route, mode, outcome) in [
+            (Route::Echo, Mode::Http2, echoed(None)),
+            (
+                Route::Echo,
+                Mode::Fresh,
+                echoed(Some("the echo has 3 of the 9 bytes sent")),
+            ),
+            (Route::Root, Mode::Http2, ok("pod-a")),
+            (Route::Work, Mode::Keepalive, ok("worked")),
+        ] {
+            let p = plan(route, mode);
+            r.started(&p, t0, t0);
+            r.ended(&p, t0, t0, &outcome, false);
+        }
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 4);
+        let (get, post) = (&rep.methods.get, &rep.methods.post);
+        assert_eq!((get.sent, get.outcomes.ok), (2, 2));
+        assert_eq!(
+            (post.sent, post.outcomes.ok, post.outcomes.wrong_echo),
+            (2, 1, 1)
+        );
+        assert_eq!(post.modes.http2.outcomes.ok, 1);
+        assert_eq!(post.modes.fresh.outcomes.wrong_echo, 1);
+        assert_eq!(post.modes.keepalive.sent, 0);
+        assert_eq!((get.modes.http2.sent, get.modes.keepalive.sent), (1, 1));
+        assert_eq!(rep.routes.echo.sent, 2);
+        assert_eq!(rep.failures, 1);
+        assert_eq!(rep.errors[0].kind, Kind::WrongEcho);
+        assert_eq!(rep.errors[0].route, Route::Echo);
+        assert_eq!(
+            rep.errors[0].message,
+            "HTTP 200 OK: the echo has 3 of the 9 bytes sent"
+        );
+        // An echo names no replica; `GET /` answers do.
+        assert_eq!(rep.served_by, BTreeMap::from([("pod-a".into(), 1)]));
+        assert_eq!(rep.sent, rep.outcomes.total());
     }
 
     #[test]

@@ -84,8 +84,8 @@ async fn keepalive_once(
         },
     };
     *reused = conn.used;
-    let req = conn::request(&plan.uri, &shared.host, false);
-    conn.exchange(req, phase).await
+    let req = conn::request(plan, &shared.host, false);
+    conn.exchange(req, conn::echo_of(plan), phase).await
 }
 
 /// Runs one request on a connection of its own, which it asks the server to
@@ -122,8 +122,8 @@ async fn fresh_once(
         Ok(conn) => slot.insert(conn),
         Err(failed) => return failed,
     };
-    let req = conn::request(&plan.uri, &shared.host, true);
-    conn.exchange(req, phase).await
+    let req = conn::request(plan, &shared.host, true);
+    conn.exchange(req, conn::echo_of(plan), phase).await
 }
 
 /// Bounds a request by the per-request timeout (`None` when it expired) and

@@ -46,8 +46,12 @@ async fn ok_responses_are_counted_per_replica_route_and_mode() {
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.outcomes.ok, 60);
     let root = report.routes.root.sent;
-    assert_eq!(root + report.routes.work.sent, 60);
-    assert!(root > 0 && report.routes.work.sent > 0);
+    let echo = report.routes.echo.sent;
+    assert_eq!(root + report.routes.work.sent + echo, 60);
+    assert!(root > 0 && report.routes.work.sent > 0 && echo > 0);
+    assert_eq!(report.methods.post.sent, echo);
+    assert_eq!(report.methods.get.sent, 60 - echo);
+    assert_eq!(Seen::get(&server.seen.posts), echo);
     assert_eq!(
         report.served_by,
         BTreeMap::from([("replica-a".into(), root)])
@@ -66,6 +70,82 @@ async fn ok_responses_are_counted_per_replica_route_and_mode() {
     assert_eq!(Seen::get(&server.seen.requests), 60);
     let timeline_ok: u64 = report.timeline.iter().map(|s| s.outcomes.ok).sum();
     assert_eq!(timeline_ok, 60);
+}
+
+#[tokio::test]
+async fn posts_go_over_every_protocol_and_their_echo_is_checked() {
+    let server = TestServer::start(Behaviour::Auto("replica-p")).await;
+    let n = 400;
+    let report = run(Config {
+        rate: 400.0,
+        post_fraction: 0.5,
+        fresh_fraction: 0.25,
+        h2_fraction: 0.25,
+        h2_conns: 2,
+        ..config(server.target(), n)
+    })
+    .await;
+    assert!(report.is_clean(), "{report:#?}");
+    let post = &report.methods.post;
+    assert_eq!(post.outcomes.ok, post.sent);
+    for (name, mode) in [
+        ("keep-alive", &post.modes.keepalive),
+        ("fresh", &post.modes.fresh),
+        ("HTTP/2", &post.modes.http2),
+    ] {
+        assert!(
+            mode.sent > 0 && mode.outcomes.ok == mode.sent,
+            "{name}: {post:#?}"
+        );
+    }
+    // Each protocol's GETs and POSTs add up to its total.
+    let get = &report.methods.get;
+    assert_eq!(
+        get.modes.http2.sent + post.modes.http2.sent,
+        report.modes.http2.sent
+    );
+    assert_eq!(get.sent + post.sent, n);
+    // Bodies of a few hundred bytes reached the server, and came back.
+    let posts = Seen::get(&server.seen.posts);
+    assert_eq!(posts, post.sent);
+    let bytes = Seen::get(&server.seen.post_bytes);
+    assert!(
+        (loadgen::MIN_POST_BODY as u64 * posts..=loadgen::MAX_POST_BODY as u64 * posts)
+            .contains(&bytes),
+        "{bytes} bytes in {posts} bodies"
+    );
+    // GET / answers name the replica; echoes do not.
+    assert_eq!(
+        report.served_by.get("replica-p"),
+        Some(&report.routes.root.sent)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_the_echo_is_a_failure_of_its_own() {
+    let server = TestServer::start(Behaviour::NoEcho("replica-n")).await;
+    let report = run(Config {
+        post_fraction: 0.5,
+        h2_fraction: 0.25,
+        ..config(server.target(), 80)
+    })
+    .await;
+    let post = &report.methods.post;
+    assert!(post.sent > 0);
+    assert_eq!(report.outcomes.wrong_echo, post.sent, "{report:#?}");
+    assert_eq!(report.failures, post.sent);
+    assert_eq!(report.methods.get.outcomes.ok, report.methods.get.sent);
+    assert!(post.modes.http2.outcomes.wrong_echo > 0, "{post:#?}");
+    let e = &report.errors[0];
+    assert_eq!((e.kind, e.route), (Kind::WrongEcho, loadgen::Route::Echo));
+    assert!(
+        e.message
+            .starts_with("HTTP 200 OK: the echo differs from the ")
+            && e.message.ends_with(" bytes sent at byte 0"),
+        "{}",
+        e.message
+    );
+    assert!(!report.is_clean());
 }
 
 #[tokio::test]
@@ -182,6 +262,8 @@ async fn idle_connection_closed_by_server_is_replaced_before_use() {
     // later, so the close is seen before anything is sent on it.
     let server = TestServer::start(Behaviour::AnswerThenClose).await;
     let report = run(Config {
+        // It answers `ok` to anything, and leaves a body unread.
+        post_fraction: 0.0,
         rate: 20.0,
         keepalive_conns: 1,
         fresh_fraction: 0.0,

@@ -68,6 +68,7 @@ async fn in_flight_bound_delays_but_never_drops() {
             max_requests: Some(12),
             max_in_flight: 2,
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 50, max: 50 },
             keepalive_conns: 0,
             fresh_fraction: 1.0,
@@ -96,6 +97,7 @@ async fn stop_future_ends_the_run_and_in_flight_requests_finish() {
         Config {
             duration: Some(Duration::from_secs(60)),
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 300, max: 300 },
             keepalive_conns: 64,
             ..config(server.target())
@@ -150,6 +152,7 @@ async fn requests_queued_at_a_stop_still_run_until_the_drain_ends() {
             rate: 200.0,
             duration: Some(Duration::from_secs(60)),
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 300, max: 300 },
             keepalive_conns: 1,
             fresh_fraction: 0.0,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
@@ -44,6 +44,8 @@ pub enum Behaviour {
     /// Like `Ok`, over HTTP/1.1 or HTTP/2 with prior knowledge, told apart
     /// by the preface.
     Auto(&'static str),
+    /// Like `Auto`, but `POST /` answers the name instead of the body.
+    NoEcho(&'static str),
 }
 
 /// What the server saw.
@@ -55,6 +57,9 @@ pub struct Seen {
     pub close_requests: AtomicU64,
     /// Requests that came over HTTP/2.
     pub h2_requests: AtomicU64,
+    /// `POST` requests, and the bytes of their bodies.
+    pub posts: AtomicU64,
+    pub post_bytes: AtomicU64,
     pub active: AtomicU64,
     pub max_active: AtomicU64,
 }
@@ -110,6 +115,9 @@ async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
                 Behaviour::Ok(name) => serve(stream, seen, name, None, false).await,
                 Behaviour::H2c(name) => serve_with(stream, seen, name, Proto::H2c).await,
                 Behaviour::Auto(name) => serve_with(stream, seen, name, Proto::Auto).await,
+                Behaviour::NoEcho(name) => {
+                    serve_as(stream, seen, name, None, false, Proto::Auto, false).await;
+                }
                 Behaviour::CloseEach(name) => serve(stream, seen, name, None, true).await,
                 Behaviour::Status(code) => serve(stream, seen, "", Some(code), false).await,
                 Behaviour::ResetOnRequest => raw(stream, seen, Raw::Reset).await,
@@ -135,13 +143,15 @@ async fn serve(
     status: Option<u16>,
     close: bool,
 ) {
-    serve_as(stream, seen, name, status, close, Proto::Http1).await;
+    serve_as(stream, seen, name, status, close, Proto::Http1, true).await;
 }
 
 async fn serve_with(stream: TcpStream, seen: Arc<Seen>, name: &'static str, proto: Proto) {
-    serve_as(stream, seen, name, None, false, proto).await;
+    serve_as(stream, seen, name, None, false, proto, true).await;
 }
 
+/// Like lameduck's demo: `GET /` answers `name`, `/work?ms=N` sleeps N ms,
+/// `POST /` echoes its body if `echo`, else answers `name` too.
 async fn serve_as(
     stream: TcpStream,
     seen: Arc<Seen>,
@@ -149,6 +159,7 @@ async fn serve_as(
     status: Option<u16>,
     close: bool,
     proto: Proto,
+    echo: bool,
 ) {
     let svc = service_fn(move |req: Request<Incoming>| {
         let seen = seen.clone();
@@ -174,6 +185,17 @@ async fn serve_as(
             if let (Some(ms), "/work") = (ms, req.uri().path()) {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
+            let mut answer = Bytes::from_static(name.as_bytes());
+            if req.method() == hyper::Method::POST {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let body = body.unwrap_or_default();
+                seen.posts.fetch_add(1, Ordering::SeqCst);
+                seen.post_bytes
+                    .fetch_add(body.len() as u64, Ordering::SeqCst);
+                if echo {
+                    answer = body;
+                }
+            }
             seen.active.fetch_sub(1, Ordering::SeqCst);
             let mut res = match status {
                 Some(code) => {
@@ -181,7 +203,7 @@ async fn serve_as(
                     *r.status_mut() = StatusCode::from_u16(code).unwrap();
                     r
                 }
-                None => Response::new(Full::new(Bytes::from_static(name.as_bytes()))),
+                None => Response::new(Full::new(answer)),
             };
             if close {
                 res.headers_mut().insert(
