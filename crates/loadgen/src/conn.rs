@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::echo::EchoCheck;
 use crate::mix::{Plan, Route};
-use crate::outcome::{self, Outcome, Phase, Response};
+use crate::outcome::{self, Marks, Outcome, Phase, Response};
 use crate::stats::Recorder;
 
 /// The content type of a `POST` body.
@@ -109,7 +109,7 @@ impl Conn {
             Err(e) => return outcome::exchange_failure(&e),
         };
         *phase = Phase::ReadingBody;
-        let (parts, mut body) = resp.into_parts();
+        let (mut parts, mut body) = resp.into_parts();
         let mut kept = Bytes::new();
         while let Some(frame) = body.frame().await {
             match frame {
@@ -130,6 +130,7 @@ impl Conn {
             body: kept,
             resent: false,
             wrong_echo: echo.and_then(EchoCheck::finish),
+            marks: Marks::take(&mut parts.headers),
         })
     }
 

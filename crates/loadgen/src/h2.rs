@@ -45,7 +45,7 @@ use crate::conn;
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::mix::{Plan, Route};
-use crate::outcome::{self, Kind, Outcome, Phase, Response};
+use crate::outcome::{self, Kind, Marks, Outcome, Phase, Response};
 use crate::sniff::{self, Frame, Sniffer};
 use crate::worker::{self, Queue};
 
@@ -522,7 +522,7 @@ async fn exchange(
         Err(e) => return seen.failed(id, false, &e),
     };
     track.phase = Phase::ReadingBody;
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let mut kept = Bytes::new();
     while let Some(chunk) = body.data().await {
         let data = match chunk {
@@ -543,6 +543,7 @@ async fn exchange(
         body: kept,
         resent: track.refusal.is_some(),
         wrong_echo: echo.and_then(crate::echo::EchoCheck::finish),
+        marks: Marks::take(&mut parts.headers),
     }))
 }
 

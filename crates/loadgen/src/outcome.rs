@@ -11,8 +11,20 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
+
+/// The header with which lameduck's demo names the replica on every
+/// response it builds: a response without it came from something in between
+/// (a proxy's 502, 503 or 504), or from another server.
+pub const REPLICA_HEADER: &str = "lameduck-replica";
+
+/// The header lameduck's demo adds once the replica's shutdown has begun
+/// (`draining`, then `closing`): the answer came after its SIGTERM.
+pub const PHASE_HEADER: &str = "lameduck-phase";
+
+const REPLICA: HeaderName = HeaderName::from_static(REPLICA_HEADER);
 
 /// Outcome kinds, as named in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,6 +85,36 @@ pub(crate) struct Response {
     /// For a `POST /`: how the body that came back differs from the one
     /// sent.
     pub(crate) wrong_echo: Option<String>,
+    /// What the application's headers said.
+    pub(crate) marks: Marks,
+}
+
+/// What a response says of who answered it, and when.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Marks {
+    /// `lameduck-replica`: the application answered, as this replica.
+    pub(crate) replica: Option<HeaderValue>,
+}
+
+impl Marks {
+    /// Takes the marks out of a response's headers (the value is moved, not
+    /// copied).
+    pub(crate) fn take(headers: &mut HeaderMap) -> Self {
+        Self {
+            replica: headers.remove(REPLICA),
+        }
+    }
+}
+
+/// Who produced a response that is not a 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// It carried `lameduck-replica`: the application's own answer.
+    Application,
+    /// It did not: a proxy or something else in between, or a server that
+    /// does not mark its answers.
+    NoMarker,
 }
 
 /// How one request ended.
@@ -205,8 +247,6 @@ fn has_io_source(err: &(dyn StdError + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn response(status: u16, close: bool) -> Outcome {
@@ -216,6 +256,7 @@ mod tests {
             body: Bytes::new(),
             resent: false,
             wrong_echo: None,
+            marks: Marks::default(),
         })
     }
 
@@ -235,6 +276,7 @@ mod tests {
                 body: Bytes::new(),
                 resent: true,
                 wrong_echo: None,
+                marks: Marks::default(),
             })
         };
         assert_eq!(resent(200).kind(), Kind::RefusedResent);
@@ -247,6 +289,7 @@ mod tests {
                 body: Bytes::new(),
                 resent,
                 wrong_echo: Some("differs".into()),
+                marks: Marks::default(),
             })
         };
         assert_eq!(echo(200, false).kind(), Kind::WrongEcho);
@@ -297,6 +340,16 @@ mod tests {
             message.contains("250ms") && message.contains("connecting"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn marks_are_taken_from_the_headers() {
+        let mut h = HeaderMap::new();
+        assert!(Marks::take(&mut h).replica.is_none());
+        h.insert("lameduck-replica", HeaderValue::from_static("pod-a"));
+        let marks = Marks::take(&mut h);
+        assert_eq!(marks.replica.unwrap(), "pod-a");
+        assert!(!h.contains_key(REPLICA_HEADER), "moved out");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::outcome::Kind;
+use crate::outcome::{Kind, Origin};
 
 /// Version of the report format; bumped on incompatible changes.
 ///
@@ -142,14 +142,44 @@ pub struct Outcomes {
     /// `POST /` answered with a 2xx whose body is not the one sent.
     #[serde(default)]
     pub wrong_echo: u64,
+    /// The `status` responses again, by who produced them.
+    #[serde(default)]
+    pub status_by_origin: StatusByOrigin,
+}
+
+/// Non-2xx responses per status code, by whether they carried the
+/// application's `lameduck-replica` header. Invariant: per code,
+/// `application + no_marker` is [`Outcomes::status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusByOrigin {
+    /// Answered by the application itself (e.g. its 404 or 413).
+    pub application: BTreeMap<u16, u64>,
+    /// Without the header: a proxy in between (its 502, 503, 504), or a
+    /// target that never sets it.
+    pub no_marker: BTreeMap<u16, u64>,
+}
+
+impl StatusByOrigin {
+    /// All of them, from either origin.
+    pub fn total(&self) -> u64 {
+        self.application.values().sum::<u64>() + self.no_marker.values().sum::<u64>()
+    }
 }
 
 impl Outcomes {
-    /// Counts one outcome; `status` is used for [`Kind::Status`].
-    pub fn add(&mut self, kind: Kind, status: u16) {
+    /// Counts one outcome; `status` and `origin` are used for
+    /// [`Kind::Status`].
+    pub fn add(&mut self, kind: Kind, status: u16, origin: Origin) {
         match kind {
             Kind::Ok => self.ok += 1,
-            Kind::Status => *self.status.entry(status).or_default() += 1,
+            Kind::Status => {
+                *self.status.entry(status).or_default() += 1;
+                let by_origin = match origin {
+                    Origin::Application => &mut self.status_by_origin.application,
+                    Origin::NoMarker => &mut self.status_by_origin.no_marker,
+                };
+                *by_origin.entry(status).or_default() += 1;
+            }
             Kind::ConnectRefused => self.connect_refused += 1,
             Kind::ConnectError => self.connect_error += 1,
             Kind::Reset => self.reset += 1,
@@ -528,27 +558,39 @@ mod tests {
     #[test]
     fn outcome_sums() {
         let mut o = Outcomes::default();
-        for (k, s) in [
-            (Kind::Ok, 200),
-            (Kind::Ok, 204),
-            (Kind::Status, 503),
-            (Kind::Status, 503),
-            (Kind::Status, 502),
-            (Kind::Reset, 0),
-            (Kind::Timeout, 0),
-            (Kind::ConnectRefused, 0),
-            (Kind::ConnectError, 0),
-            (Kind::Other, 0),
-            (Kind::Aborted, 0),
-            (Kind::RefusedResent, 200),
+        let (app, none) = (Origin::Application, Origin::NoMarker);
+        for (k, s, origin) in [
+            (Kind::Ok, 200, app),
+            (Kind::Ok, 204, none),
+            (Kind::Status, 503, app),
+            (Kind::Status, 503, none),
+            (Kind::Status, 502, none),
+            (Kind::Status, 404, app),
+            (Kind::Reset, 0, none),
+            (Kind::Timeout, 0, none),
+            (Kind::ConnectRefused, 0, none),
+            (Kind::ConnectError, 0, none),
+            (Kind::Other, 0, none),
+            (Kind::Aborted, 0, none),
+            (Kind::RefusedResent, 200, app),
+            (Kind::WrongEcho, 200, app),
         ] {
-            o.add(k, s);
+            o.add(k, s, origin);
         }
         assert_eq!(o.ok, 2);
-        assert_eq!(o.status, BTreeMap::from([(502, 1), (503, 2)]));
-        assert_eq!(o.failures(), 8);
+        assert_eq!(o.status, BTreeMap::from([(404, 1), (502, 1), (503, 2)]));
+        assert_eq!(
+            o.status_by_origin,
+            StatusByOrigin {
+                application: BTreeMap::from([(404, 1), (503, 1)]),
+                no_marker: BTreeMap::from([(502, 1), (503, 1)]),
+            }
+        );
+        assert_eq!(o.status_by_origin.total(), 4);
+        assert_eq!(o.failures(), 10);
         assert_eq!(o.refused_resent, 1);
-        assert_eq!(o.total(), 12);
+        assert_eq!(o.wrong_echo, 1);
+        assert_eq!(o.total(), 14);
     }
 
     #[test]
@@ -563,7 +605,7 @@ mod tests {
         };
         let outcomes = v1(
             serde_json::to_value(Outcomes::default()).unwrap(),
-            &["refused_resent"],
+            &["refused_resent", "wrong_echo", "status_by_origin"],
         );
         let o: Outcomes = serde_json::from_value(outcomes.clone()).unwrap();
         assert_eq!(o, Outcomes::default());
@@ -588,9 +630,10 @@ mod tests {
     #[test]
     fn status_codes_are_json_object_keys() {
         let mut o = Outcomes::default();
-        o.add(Kind::Status, 503);
+        o.add(Kind::Status, 503, Origin::NoMarker);
         let v = serde_json::to_value(&o).unwrap();
         assert_eq!(v["status"]["503"], 1);
+        assert_eq!(v["status_by_origin"]["no_marker"]["503"], 1);
         let back: Outcomes = serde_json::from_value(v).unwrap();
         assert_eq!(back, o);
     }

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 
 use crate::config::Config;
 use crate::mix::{Method, Mode, Plan, Route};
-use crate::outcome::{Kind, Outcome};
+use crate::outcome::{Kind, Origin, Outcome};
 use crate::report::{
     Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
     Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, StopReason, Streams,
@@ -204,28 +204,35 @@ impl Recorder {
         let latency_us = u64::try_from(now.saturating_duration_since(started).as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let (status, replica) = match outcome {
+        let (status, replica, origin) = match outcome {
             Outcome::Response(r) => {
                 // A resent request was answered by a replica all the same.
                 let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
                 let name = (answered && plan.route == Route::Root).then(|| replica_name(&r.body));
-                (r.status.as_u16(), name)
+                let origin = if r.marks.replica.is_some() {
+                    Origin::Application
+                } else {
+                    Origin::NoMarker
+                };
+                (r.status.as_u16(), name, origin)
             }
-            Outcome::Failed { .. } => (0, None),
+            Outcome::Failed { .. } => (0, None, Origin::NoMarker),
         };
 
         let mut guard = self.lock();
         let s = &mut *guard;
         s.ended += 1;
-        s.outcomes.add(kind, status);
-        s.modes[mode_idx(plan.mode)].outcomes.add(kind, status);
+        s.outcomes.add(kind, status, origin);
+        s.modes[mode_idx(plan.mode)]
+            .outcomes
+            .add(kind, status, origin);
         let method = method_idx(plan.route.method());
-        s.methods[method].outcomes.add(kind, status);
+        s.methods[method].outcomes.add(kind, status, origin);
         s.method_modes[method][mode_idx(plan.mode)]
             .outcomes
-            .add(kind, status);
+            .add(kind, status, origin);
         let route = &mut s.routes[route_idx(plan.route)];
-        route.outcomes.add(kind, status);
+        route.outcomes.add(kind, status, origin);
         if let Outcome::Response(r) = outcome {
             route.latency.saturating_record(latency_us);
             s.latency.saturating_record(latency_us);
@@ -237,7 +244,7 @@ impl Recorder {
             bump(&mut s.served_by, name);
         }
         let sec = s.second(now);
-        sec.outcomes.add(kind, status);
+        sec.outcomes.add(kind, status, origin);
         if let Some(name) = &replica {
             bump(&mut sec.served_by, name);
         }
@@ -438,7 +445,7 @@ mod tests {
     use http::{StatusCode, Uri};
 
     use super::*;
-    use crate::outcome::Response;
+    use crate::outcome::{Marks, Response};
 
     fn plan(route: Route, mode: Mode) -> Plan {
         Plan {
@@ -456,6 +463,7 @@ mod tests {
             body: Bytes::from_static(body.as_bytes()),
             resent: false,
             wrong_echo: None,
+            marks: Marks::default(),
         })
     }
 
@@ -488,6 +496,7 @@ mod tests {
             body: Bytes::from_static(b"pod-b"),
             resent: false,
             wrong_echo: None,
+            marks: Marks::default(),
         });
         r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
         let rep = r.report(
@@ -530,6 +539,7 @@ mod tests {
             body: Bytes::from_static(b"draining\n"),
             resent: false,
             wrong_echo: None,
+            marks: Marks::default(),
         });
         r.ended(&work, t0, t0, &status, false);
         r.ended(&work, t0, t0, &fail, true);
@@ -566,6 +576,7 @@ mod tests {
             body: Bytes::from_static(b"pod-c"),
             resent: true,
             wrong_echo: None,
+            marks: Marks::default(),
         });
         for outcome in [ok("pod-c"), resent] {
             r.started(&h2, t0, t0);
@@ -601,6 +612,7 @@ mod tests {
                 body: Bytes::from_static(b"abc"),
                 resent: false,
                 wrong_echo: wrong.map(str::to_owned),
+                marks: Marks::default(),
             })
         };
         for (route, mode, outcome) in [

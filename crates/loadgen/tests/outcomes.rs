@@ -180,6 +180,46 @@ async fn other_statuses_are_failures_counted_per_code() {
 }
 
 #[tokio::test]
+async fn error_statuses_are_told_apart_by_who_answered_them() {
+    // A server that does not mark its answers: every error status has no
+    // marker, as a proxy's would.
+    let plain = TestServer::start(Behaviour::Status(502)).await;
+    let report = run(config(plain.target(), 20)).await;
+    let by_origin = &report.outcomes.status_by_origin;
+    assert_eq!(by_origin.no_marker, BTreeMap::from([(502, 20)]));
+    assert!(by_origin.application.is_empty());
+    // The application's own answer says so, on every protocol and method.
+    let app = TestServer::start(Behaviour::StatusMarked(503, "pod-a")).await;
+    let report = run(Config {
+        post_fraction: 0.5,
+        h2_fraction: 0.25,
+        ..config(app.target(), 80)
+    })
+    .await;
+    let by_origin = &report.outcomes.status_by_origin;
+    assert_eq!(by_origin.application, BTreeMap::from([(503, 80)]));
+    assert!(by_origin.no_marker.is_empty());
+    for (name, method) in [("get", &report.methods.get), ("post", &report.methods.post)] {
+        for (mode, m) in [
+            ("keep-alive", &method.modes.keepalive),
+            ("fresh", &method.modes.fresh),
+            ("http2", &method.modes.http2),
+        ] {
+            assert!(m.sent > 0, "{name} {mode}");
+            assert_eq!(
+                m.outcomes.status_by_origin.application.get(&503),
+                Some(&m.sent),
+                "{name} {mode}"
+            );
+        }
+    }
+    assert_eq!(
+        report.modes.http2.outcomes.status_by_origin.total(),
+        report.modes.http2.sent
+    );
+}
+
+#[tokio::test]
 async fn reset_connections_are_failures() {
     let server = TestServer::start(Behaviour::ResetOnRequest).await;
     let report = run(config(server.target(), 20)).await;

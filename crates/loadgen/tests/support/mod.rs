@@ -46,6 +46,12 @@ pub enum Behaviour {
     Auto(&'static str),
     /// Like `Auto`, but `POST /` answers the name instead of the body.
     NoEcho(&'static str),
+    /// Like `Auto`, every response marked as lameduck's demo marks them:
+    /// `lameduck-replica: NAME`, and `lameduck-phase: PHASE` if given.
+    Marked(&'static str, Option<&'static str>),
+    /// Every request gets this status, marked as the application's own
+    /// (`lameduck-replica: NAME`), over HTTP/1.1 or HTTP/2.
+    StatusMarked(u16, &'static str),
 }
 
 /// What the server saw.
@@ -111,15 +117,55 @@ async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
         seen.connections.fetch_add(1, Ordering::SeqCst);
         let seen = seen.clone();
         tokio::spawn(async move {
+            let reply = |name| Reply {
+                name,
+                status: None,
+                close: false,
+                echo: true,
+                marked: false,
+                phase: None,
+            };
             match behaviour {
-                Behaviour::Ok(name) => serve(stream, seen, name, None, false).await,
-                Behaviour::H2c(name) => serve_with(stream, seen, name, Proto::H2c).await,
-                Behaviour::Auto(name) => serve_with(stream, seen, name, Proto::Auto).await,
+                Behaviour::Ok(name) => serve(stream, seen, reply(name), Proto::Http1).await,
+                Behaviour::H2c(name) => serve(stream, seen, reply(name), Proto::H2c).await,
+                Behaviour::Auto(name) => serve(stream, seen, reply(name), Proto::Auto).await,
                 Behaviour::NoEcho(name) => {
-                    serve_as(stream, seen, name, None, false, Proto::Auto, false).await;
+                    let no_echo = Reply {
+                        echo: false,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, no_echo, Proto::Auto).await;
                 }
-                Behaviour::CloseEach(name) => serve(stream, seen, name, None, true).await,
-                Behaviour::Status(code) => serve(stream, seen, "", Some(code), false).await,
+                Behaviour::Marked(name, phase) => {
+                    let marked = Reply {
+                        marked: true,
+                        phase,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, marked, Proto::Auto).await;
+                }
+                Behaviour::StatusMarked(code, name) => {
+                    let marked = Reply {
+                        status: Some(code),
+                        marked: true,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, marked, Proto::Auto).await;
+                }
+                Behaviour::CloseEach(name) => {
+                    let close = Reply {
+                        close: true,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, close, Proto::Http1).await;
+                }
+                Behaviour::Status(code) => {
+                    let status = Reply {
+                        status: Some(code),
+                        ..reply("")
+                    };
+                    serve(stream, seen, status, Proto::Http1).await;
+                }
                 Behaviour::ResetOnRequest => raw(stream, seen, Raw::Reset).await,
                 Behaviour::CloseOnRequest => raw(stream, seen, Raw::Close).await,
                 Behaviour::Silent => raw(stream, seen, Raw::Silent).await,
@@ -136,31 +182,34 @@ enum Proto {
     Auto,
 }
 
-async fn serve(
-    stream: TcpStream,
-    seen: Arc<Seen>,
+/// How a hyper server answers.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    /// The answer to `GET /`.
     name: &'static str,
+    /// Every request gets this status instead.
     status: Option<u16>,
+    /// Every response says `Connection: close`.
     close: bool,
-) {
-    serve_as(stream, seen, name, status, close, Proto::Http1, true).await;
-}
-
-async fn serve_with(stream: TcpStream, seen: Arc<Seen>, name: &'static str, proto: Proto) {
-    serve_as(stream, seen, name, None, false, proto, true).await;
+    /// `POST /` echoes its body (else it answers `name`).
+    echo: bool,
+    /// Every response says `lameduck-replica: name`...
+    marked: bool,
+    /// ...and `lameduck-phase: phase`.
+    phase: Option<&'static str>,
 }
 
 /// Like lameduck's demo: `GET /` answers `name`, `/work?ms=N` sleeps N ms,
-/// `POST /` echoes its body if `echo`, else answers `name` too.
-async fn serve_as(
-    stream: TcpStream,
-    seen: Arc<Seen>,
-    name: &'static str,
-    status: Option<u16>,
-    close: bool,
-    proto: Proto,
-    echo: bool,
-) {
+/// `POST /` echoes its body; or as `reply` says otherwise.
+async fn serve(stream: TcpStream, seen: Arc<Seen>, reply: Reply, proto: Proto) {
+    let Reply {
+        name,
+        status,
+        close,
+        echo,
+        marked,
+        phase,
+    } = reply;
     let svc = service_fn(move |req: Request<Incoming>| {
         let seen = seen.clone();
         async move {
@@ -205,10 +254,23 @@ async fn serve_as(
                 }
                 None => Response::new(Full::new(answer)),
             };
+            let headers = res.headers_mut();
             if close {
-                res.headers_mut().insert(
+                headers.insert(
                     header::CONNECTION,
                     header::HeaderValue::from_static("close"),
+                );
+            }
+            if marked {
+                headers.insert(
+                    loadgen::REPLICA_HEADER,
+                    header::HeaderValue::from_static(name),
+                );
+            }
+            if let Some(phase) = phase {
+                headers.insert(
+                    loadgen::PHASE_HEADER,
+                    header::HeaderValue::from_static(phase),
                 );
             }
             Ok::<_, Infallible>(res)
