@@ -25,6 +25,7 @@ pub const REPLICA_HEADER: &str = "lameduck-replica";
 pub const PHASE_HEADER: &str = "lameduck-phase";
 
 const REPLICA: HeaderName = HeaderName::from_static(REPLICA_HEADER);
+const PHASE: HeaderName = HeaderName::from_static(PHASE_HEADER);
 
 /// Outcome kinds, as named in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,6 +95,9 @@ pub(crate) struct Response {
 pub(crate) struct Marks {
     /// `lameduck-replica`: the application answered, as this replica.
     pub(crate) replica: Option<HeaderValue>,
+    /// `lameduck-phase` was there: answered after the replica's shutdown
+    /// began.
+    pub(crate) in_shutdown: bool,
 }
 
 impl Marks {
@@ -102,6 +106,7 @@ impl Marks {
     pub(crate) fn take(headers: &mut HeaderMap) -> Self {
         Self {
             replica: headers.remove(REPLICA),
+            in_shutdown: headers.contains_key(PHASE),
         }
     }
 }
@@ -347,8 +352,12 @@ mod tests {
         let mut h = HeaderMap::new();
         assert!(Marks::take(&mut h).replica.is_none());
         h.insert("lameduck-replica", HeaderValue::from_static("pod-a"));
+        assert!(!Marks::take(&mut h).in_shutdown);
+        h.insert("lameduck-replica", HeaderValue::from_static("pod-a"));
+        h.insert("Lameduck-Phase", HeaderValue::from_static("draining"));
         let marks = Marks::take(&mut h);
         assert_eq!(marks.replica.unwrap(), "pod-a");
+        assert!(marks.in_shutdown);
         assert!(!h.contains_key(REPLICA_HEADER), "moved out");
     }
 

@@ -62,6 +62,17 @@ pub struct Report {
     pub methods: Methods,
     /// `GET /` answers (2xx) per replica name, the body of the response.
     pub served_by: BTreeMap<String, u64>,
+    /// Answers (2xx: `ok` and `refused_resent`) of every route and protocol
+    /// per replica, as named by their `lameduck-replica` header; answers
+    /// without it are not counted here (a target that never sets it leaves
+    /// this empty).
+    #[serde(default)]
+    pub answered_by: BTreeMap<String, u64>,
+    /// Of `answered_by`, those that also carried `lameduck-phase`: answered
+    /// after the replica's shutdown had begun (after its SIGTERM), on the
+    /// server's own account.
+    #[serde(default)]
+    pub served_in_shutdown: BTreeMap<String, u64>,
     /// One entry per second of the run.
     pub timeline: Vec<Second>,
     /// The first failures' messages, verbatim.

@@ -50,6 +50,8 @@ struct Stats {
     /// ...and per mode.
     method_modes: [[ModeReport; 3]; 2],
     served_by: BTreeMap<String, u64>,
+    answered_by: BTreeMap<String, u64>,
+    served_in_shutdown: BTreeMap<String, u64>,
     timeline: Vec<Second>,
     errors: Vec<ErrorSample>,
 }
@@ -119,6 +121,8 @@ impl Recorder {
                 methods: Default::default(),
                 method_modes: Default::default(),
                 served_by: BTreeMap::new(),
+                answered_by: BTreeMap::new(),
+                served_in_shutdown: BTreeMap::new(),
                 timeline: Vec::new(),
                 errors: Vec::new(),
             }),
@@ -204,19 +208,21 @@ impl Recorder {
         let latency_us = u64::try_from(now.saturating_duration_since(started).as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let (status, replica, origin) = match outcome {
+        // A resent request was answered by a replica all the same.
+        let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
+        let (status, replica, origin, marked) = match outcome {
             Outcome::Response(r) => {
-                // A resent request was answered by a replica all the same.
-                let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
                 let name = (answered && plan.route == Route::Root).then(|| replica_name(&r.body));
                 let origin = if r.marks.replica.is_some() {
                     Origin::Application
                 } else {
                     Origin::NoMarker
                 };
-                (r.status.as_u16(), name, origin)
+                let marked = r.marks.replica.as_ref().filter(|_| answered);
+                let marked = marked.map(|v| (replica_name(v.as_bytes()), r.marks.in_shutdown));
+                (r.status.as_u16(), name, origin, marked)
             }
-            Outcome::Failed { .. } => (0, None, Origin::NoMarker),
+            Outcome::Failed { .. } => (0, None, Origin::NoMarker, None),
         };
 
         let mut guard = self.lock();
@@ -242,6 +248,12 @@ impl Recorder {
         }
         if let Some(name) = &replica {
             bump(&mut s.served_by, name);
+        }
+        if let Some((name, in_shutdown)) = &marked {
+            bump(&mut s.answered_by, name);
+            if *in_shutdown {
+                bump(&mut s.served_in_shutdown, name);
+            }
         }
         let sec = s.second(now);
         sec.outcomes.add(kind, status, origin);
@@ -345,6 +357,8 @@ impl Recorder {
                 post: method(&s.methods[1], &s.method_modes[1]),
             },
             served_by: s.served_by.clone(),
+            answered_by: s.answered_by.clone(),
+            served_in_shutdown: s.served_in_shutdown.clone(),
             timeline: s.timeline.clone(),
             errors: s.errors.clone(),
             // The long-lived clients keep books of their own.
@@ -398,7 +412,8 @@ fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
     }
 }
 
-/// The replica name in a `GET /` body; borrowed unless it needs repair.
+/// The replica name in a `GET /` body or a `lameduck-replica` header;
+/// borrowed unless it needs repair.
 fn replica_name(body: &[u8]) -> std::borrow::Cow<'_, str> {
     let body = body.trim_ascii();
     let body = &body[..body.len().min(MAX_NAME)];
@@ -651,6 +666,52 @@ mod tests {
         // An echo names no replica; `GET /` answers do.
         assert_eq!(rep.served_by, BTreeMap::from([("pod-a".into(), 1)]));
         assert_eq!(rep.sent, rep.outcomes.total());
+    }
+
+    #[test]
+    fn answers_are_counted_per_replica_header_and_in_shutdown() {
+        let r = recorder();
+        let t0 = r.begin();
+        let marked = |status: u16, replica: Option<&'static str>, in_shutdown: bool| {
+            Outcome::Response(Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                close: false,
+                body: Bytes::from_static(b"body"),
+                resent: false,
+                wrong_echo: None,
+                marks: Marks {
+                    replica: replica.map(http::HeaderValue::from_static),
+                    in_shutdown,
+                },
+            })
+        };
+        for (route, outcome) in [
+            (Route::Work, marked(200, Some("pod-a"), false)),
+            (Route::Echo, marked(200, Some("pod-a"), true)),
+            (Route::Root, marked(200, Some("pod-b"), true)),
+            // Not answered: neither counts.
+            (Route::Root, marked(503, Some("pod-b"), true)),
+            // Unmarked: counted under served_by (the body) alone.
+            (Route::Root, marked(200, None, false)),
+        ] {
+            let p = plan(route, Mode::Keepalive);
+            r.started(&p, t0, t0);
+            r.ended(&p, t0, t0, &outcome, false);
+        }
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 5);
+        assert_eq!(
+            rep.answered_by,
+            BTreeMap::from([("pod-a".into(), 2), ("pod-b".into(), 1)])
+        );
+        assert_eq!(
+            rep.served_in_shutdown,
+            BTreeMap::from([("pod-a".into(), 1), ("pod-b".into(), 1)])
+        );
+        assert_eq!(rep.served_by, BTreeMap::from([("body".into(), 2)]));
+        assert_eq!(
+            rep.outcomes.status_by_origin.application.get(&503),
+            Some(&1)
+        );
     }
 
     #[test]

@@ -220,6 +220,37 @@ async fn error_statuses_are_told_apart_by_who_answered_them() {
 }
 
 #[tokio::test]
+async fn answers_are_counted_per_replica_by_their_header() {
+    let cfg = |target| Config {
+        slow_fraction: 0.2,
+        slow_ms: MsRange { min: 1, max: 2 },
+        h2_fraction: 0.25,
+        ..config(target, 60)
+    };
+    let serving = TestServer::start(Behaviour::Marked("pod-s", None)).await;
+    let report = run(cfg(serving.target())).await;
+    assert!(report.is_clean(), "{report:#?}");
+    // Every route and protocol, not only GET /.
+    assert_eq!(report.answered_by, BTreeMap::from([("pod-s".into(), 60)]));
+    assert!(report.served_in_shutdown.is_empty());
+    assert_eq!(
+        report.served_by.get("pod-s"),
+        Some(&report.routes.root.sent)
+    );
+
+    let draining = TestServer::start(Behaviour::Marked("pod-d", Some("draining"))).await;
+    let report = run(cfg(draining.target())).await;
+    assert_eq!(report.answered_by, BTreeMap::from([("pod-d".into(), 60)]));
+    assert_eq!(report.served_in_shutdown, report.answered_by);
+
+    // A target that marks nothing still runs; it names no replica here.
+    let plain = TestServer::start(Behaviour::Auto("pod-p")).await;
+    let report = run(cfg(plain.target())).await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert!(report.answered_by.is_empty() && report.served_in_shutdown.is_empty());
+}
+
+#[tokio::test]
 async fn reset_connections_are_failures() {
     let server = TestServer::start(Behaviour::ResetOnRequest).await;
     let report = run(config(server.target(), 20)).await;
