@@ -16,7 +16,7 @@ use crate::context::RunContext;
 use crate::error::Error;
 use crate::h2;
 use crate::mix::Mix;
-use crate::report::{Progress, Report};
+use crate::report::{self, Progress, Report};
 use crate::scheduler;
 use crate::streams;
 use crate::worker;
@@ -138,6 +138,7 @@ impl LoadGen {
         let shared = self.shared;
         let config = &shared.config;
         let start = shared.recorder.begin();
+        shared.streams.begin(start);
 
         let (tx, rx) = mpsc::channel(config.max_in_flight);
         let queue: worker::Queue = Arc::new(Mutex::new(rx));
@@ -179,13 +180,19 @@ impl LoadGen {
             let _ = w.await;
         }
         let streams = shared.streams.report();
-        Ok(Report {
+        let mut report = Report {
             stream_failures: streams.failed(),
             streams,
             ..shared
                 .recorder
                 .report(config, shared.addr.to_string(), reason, scheduled)
-        })
+        };
+        report::place_stream_failures(
+            &mut report.timeline,
+            report.started_unix_ms,
+            &shared.streams.failures_per_second(),
+        );
+        Ok(report)
     }
 }
 

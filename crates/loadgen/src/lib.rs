@@ -46,6 +46,6 @@ pub use mix::{MAX_POST_BODY, MIN_POST_BODY, Method, Mode, Route};
 pub use outcome::{Kind, Origin, PHASE_HEADER, REPLICA_HEADER};
 pub use report::{
     Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
-    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, StatusByOrigin, StopReason,
-    StreamErrorSample, StreamFailure, StreamFailures, StreamReport, Streams,
+    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, SecondFailures, StatusByOrigin,
+    StopReason, StreamErrorSample, StreamFailure, StreamFailures, StreamReport, Streams,
 };

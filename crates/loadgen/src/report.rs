@@ -348,6 +348,66 @@ pub struct Second {
     pub outcomes: Outcomes,
     /// `GET /` answers per replica.
     pub served_by: BTreeMap<String, u64>,
+    /// Failures observed in this second, located: requests by protocol and
+    /// by method (in the second they ended), long-lived streams by kind (in
+    /// the second they failed).
+    #[serde(default)]
+    pub failures: SecondFailures,
+}
+
+/// The failures of one second, split two ways for requests (each way adds
+/// up to the second's failed `outcomes`) and by kind for streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFailures {
+    /// Failed requests on pooled HTTP/1.1 connections.
+    pub keepalive: u64,
+    /// Failed requests on fresh HTTP/1.1 connections.
+    pub fresh: u64,
+    /// Failed HTTP/2 requests.
+    pub http2: u64,
+    /// Failed `GET`s.
+    pub get: u64,
+    /// Failed `POST`s.
+    pub post: u64,
+    /// Failed Server-Sent Events streams and attempts to open one.
+    pub sse: u64,
+    /// Failed WebSocket streams and attempts to open one.
+    pub ws: u64,
+}
+
+impl SecondFailures {
+    /// Failed requests (either way of counting them).
+    pub fn requests(&self) -> u64 {
+        self.keepalive + self.fresh + self.http2
+    }
+
+    /// Failed streams of both kinds.
+    pub fn streams(&self) -> u64 {
+        self.sse + self.ws
+    }
+}
+
+/// Puts the long-lived clients' failures, counted per second of the run
+/// (`[sse, ws]` for second `i`), into the timeline, which grows to hold
+/// them if need be.
+pub(crate) fn place_stream_failures(
+    timeline: &mut Vec<Second>,
+    started_unix_ms: u64,
+    per_second: &[[u64; 2]],
+) {
+    for (i, [sse, ws]) in per_second.iter().enumerate() {
+        if sse + ws == 0 {
+            continue;
+        }
+        while timeline.len() <= i {
+            timeline.push(Second {
+                t_unix_ms: started_unix_ms + 1000 * timeline.len() as u64,
+                ..Second::default()
+            });
+        }
+        timeline[i].failures.sse += sse;
+        timeline[i].failures.ws += ws;
+    }
 }
 
 /// A failure's message, verbatim.
@@ -636,6 +696,26 @@ mod tests {
             serde_json::from_value(serde_json::json!({ "keepalive": mode, "fresh": mode }))
                 .unwrap();
         assert_eq!(m, Modes::default());
+    }
+
+    #[test]
+    fn stream_failures_land_in_their_second() {
+        let mut timeline = vec![Second {
+            t_unix_ms: 5000,
+            sent: 3,
+            ..Second::default()
+        }];
+        place_stream_failures(&mut timeline, 5000, &[[1, 0], [0, 0], [0, 0], [2, 3]]);
+        assert_eq!(timeline.len(), 4);
+        assert_eq!((timeline[0].sent, timeline[0].failures.sse), (3, 1));
+        assert_eq!(timeline[1].failures, SecondFailures::default());
+        assert_eq!(timeline[3].t_unix_ms, 8000);
+        assert_eq!((timeline[3].failures.sse, timeline[3].failures.ws), (2, 3));
+        assert_eq!(timeline[3].failures.streams(), 5);
+        // Nothing to place: nothing grows.
+        let mut short = Vec::new();
+        place_stream_failures(&mut short, 0, &[[0, 0], [0, 0]]);
+        assert!(short.is_empty());
     }
 
     #[test]

@@ -257,6 +257,18 @@ impl Recorder {
         }
         let sec = s.second(now);
         sec.outcomes.add(kind, status, origin);
+        if kind.is_failure() {
+            let f = &mut sec.failures;
+            *match plan.mode {
+                Mode::Keepalive => &mut f.keepalive,
+                Mode::Fresh => &mut f.fresh,
+                Mode::Http2 => &mut f.http2,
+            } += 1;
+            *match plan.route.method() {
+                Method::Get => &mut f.get,
+                Method::Post => &mut f.post,
+            } += 1;
+        }
         if let Some(name) = &replica {
             bump(&mut sec.served_by, name);
         }
@@ -563,6 +575,10 @@ mod tests {
         assert_eq!(rep.late_start, 2);
         assert!((rep.max_start_delay_ms - 40.0).abs() < 0.01);
         assert_eq!(rep.failures, 3);
+        // Located in their second, by protocol and by method.
+        let f = &rep.timeline[0].failures;
+        assert_eq!((f.fresh, f.keepalive, f.http2), (3, 0, 0));
+        assert_eq!((f.get, f.post), (3, 0));
         assert_eq!(rep.errors.len(), 2, "capped at error_samples");
         assert_eq!(
             rep.errors[0].message,
@@ -657,6 +673,8 @@ mod tests {
         assert_eq!((get.modes.http2.sent, get.modes.keepalive.sent), (1, 1));
         assert_eq!(rep.routes.echo.sent, 2);
         assert_eq!(rep.failures, 1);
+        let f = &rep.timeline[0].failures;
+        assert_eq!((f.get, f.post, f.fresh, f.requests()), (0, 1, 1, 1));
         assert_eq!(rep.errors[0].kind, Kind::WrongEcho);
         assert_eq!(rep.errors[0].route, Route::Echo);
         assert_eq!(

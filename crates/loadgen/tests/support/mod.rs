@@ -382,4 +382,30 @@ pub fn adds_up(r: &loadgen::Report) {
     assert_eq!(modes.iter().map(|m| m.sent).sum::<u64>(), r.sent);
     let failures: u64 = modes.iter().map(|m| m.outcomes.failures()).sum();
     assert_eq!(failures, r.failures);
+    let (get, post) = (&r.methods.get, &r.methods.post);
+    assert_eq!(get.sent + post.sent, r.sent);
+    assert_eq!(
+        get.outcomes.failures() + post.outcomes.failures(),
+        r.failures
+    );
+    // Every failed request is located in a second, by protocol and method.
+    let in_timeline = |f: fn(&loadgen::SecondFailures) -> u64| {
+        r.timeline.iter().map(|s| f(&s.failures)).sum::<u64>()
+    };
+    assert_eq!(
+        in_timeline(|f| f.keepalive),
+        r.modes.keepalive.outcomes.failures()
+    );
+    assert_eq!(in_timeline(|f| f.fresh), r.modes.fresh.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.http2), r.modes.http2.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.get), get.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.post), post.outcomes.failures());
+    for s in &r.timeline {
+        assert_eq!(s.failures.requests(), s.outcomes.failures(), "{s:#?}");
+        assert_eq!(
+            s.failures.get + s.failures.post,
+            s.outcomes.failures(),
+            "{s:#?}"
+        );
+    }
 }
