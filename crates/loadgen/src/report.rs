@@ -594,6 +594,12 @@ pub struct StreamErrorSample {
 /// A live snapshot (`--progress`, `GET /progress`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The load generator's wall clock when the snapshot was taken, Unix
+    /// milliseconds: a caller on another machine that polls `/progress`
+    /// measures the offset between the two clocks from it (the sample with
+    /// the shortest round trip bounds the error by half that trip).
+    #[serde(default)]
+    pub now_unix_ms: u64,
     /// Since the start of the run.
     pub elapsed_ms: u64,
     /// Requests started so far.

@@ -94,6 +94,14 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The wall clock, Unix milliseconds.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
 impl Recorder {
     pub(crate) fn new(config: &Config) -> Self {
         let route = || RouteStats {
@@ -138,10 +146,7 @@ impl Recorder {
     pub(crate) fn begin(&self) -> Instant {
         let mut s = self.lock();
         s.start = Instant::now();
-        s.start_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0);
+        s.start_unix_ms = unix_now_ms();
         s.start
     }
 
@@ -294,6 +299,7 @@ impl Recorder {
     }
 
     pub(crate) fn progress(&self, stopping: bool) -> Progress {
+        let now_unix_ms = unix_now_ms();
         let now = Instant::now();
         let s = self.lock();
         let elapsed = now.saturating_duration_since(s.start);
@@ -306,6 +312,7 @@ impl Recorder {
             s.sent as f64 / elapsed.as_secs_f64()
         };
         Progress {
+            now_unix_ms,
             elapsed_ms: if s.start_unix_ms == 0 {
                 0
             } else {
@@ -740,12 +747,16 @@ mod tests {
         r.started(&p, t0, t0);
         r.started(&p, t0, t0);
         r.ended(&p, t0, t0, &ok("x"), false);
+        let before = unix_now_ms();
         let snap = r.progress(false);
+        let after = unix_now_ms();
         assert_eq!(
             (snap.sent, snap.in_flight, snap.ok, snap.failures),
             (2, 1, 1, 0)
         );
         assert!(!snap.done);
+        // The clock at the snapshot, not the run's start.
+        assert!((before..=after).contains(&snap.now_unix_ms), "{snap:?}");
     }
 
     #[test]

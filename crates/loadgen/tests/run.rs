@@ -18,6 +18,11 @@ fn config(target: String) -> Config {
     }
 }
 
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(now.unwrap().as_millis()).unwrap()
+}
+
 fn consistent(report: &Report) {
     assert_eq!(report.sent, report.outcomes.total());
     assert_eq!(report.scheduled, report.sent + report.not_started);
@@ -201,9 +206,16 @@ async fn control_endpoint_reports_progress_and_stops() {
     let running = tokio::spawn(run.run(std::future::pending()));
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let asked = unix_ms();
     let (status, body) = http(addr, "GET", "/progress").await;
+    let answered = unix_ms();
     assert_eq!(status, 200);
     let progress: Progress = serde_json::from_str(&body).unwrap();
+    // The load generator's clock, read while the request was in flight.
+    assert!(
+        (asked..=answered).contains(&progress.now_unix_ms),
+        "{asked} {progress:?} {answered}"
+    );
     assert!(progress.sent >= 100, "{progress:?}");
     assert!((50.0..=150.0).contains(&progress.rate), "{progress:?}");
     assert!(!progress.stopping && !progress.done);

@@ -242,7 +242,11 @@ mod tests {
         let l = ledger();
         let start = Instant::now();
         l.begin(start);
-        l.failed(StreamKind::Ws, StreamFailure::ConnectRefused, "refused".into());
+        l.failed(
+            StreamKind::Ws,
+            StreamFailure::ConnectRefused,
+            "refused".into(),
+        );
         l.in_second(
             StreamKind::Sse,
             start + std::time::Duration::from_millis(2500),
