@@ -14,7 +14,14 @@ use crate::outcome::{Kind, Origin};
 ///
 /// 3: long-lived clients (`streams`, `stream_failures`), which
 /// [`Report::is_clean`] takes into account.
-pub const REPORT_VERSION: u32 = 3;
+///
+/// 4: `POST /` requests (`routes.echo`, `methods`, the failure kind
+/// `wrong_echo`), error statuses by origin (`status_by_origin` in every
+/// `outcomes`), answers per replica header (`answered_by`,
+/// `served_in_shutdown`), failures located per second
+/// (`timeline[].failures`), and the wall clock in progress snapshots
+/// (`now_unix_ms`).
+pub const REPORT_VERSION: u32 = 4;
 
 /// Everything a run observed. Invariant: `sent == outcomes.total()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
