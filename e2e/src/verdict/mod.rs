@@ -4,7 +4,7 @@ pub mod streams;
 
 use std::fmt;
 
-use loadgen::{ModeReport, Outcomes, Report};
+use loadgen::{ModeReport, Outcomes, Report, SecondFailures};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, Offset};
@@ -147,7 +147,7 @@ pub fn protocols(report: &Report) -> [Protocol<'_>; 3] {
 /// every load check shows.
 fn breakdown(sent: u64, o: &Outcomes) -> String {
     format!(
-        "{sent} sent, {} ok, {} refused unprocessed and resent, {} failed (status {:?}, connect refused {}, connect error {}, reset {}, timeout {}, other {}), {} cut off by the load generator's stop",
+        "{sent} sent, {} ok, {} refused unprocessed and resent, {} failed (status {:?}, connect refused {}, connect error {}, reset {}, timeout {}, wrong echo {}, other {}), {} cut off by the load generator's stop",
         o.ok,
         o.refused_resent,
         o.failures(),
@@ -156,6 +156,7 @@ fn breakdown(sent: u64, o: &Outcomes) -> String {
         o.connect_error,
         o.reset,
         o.timeout,
+        o.wrong_echo,
         o.other,
         o.aborted,
     )
@@ -170,11 +171,49 @@ fn unknown(p: &Protocol<'_>) -> String {
     )
 }
 
-/// The load checks: no failed request on any protocol, or, for a negative
-/// control, failures, HTTP/2 ones among them (any failures for
+/// After a replica exits, routers may still send it new connections until
+/// its endpoint removal reaches them, and long-lived clients reconnect: its
+/// failures land this long after its exit at most.
+pub const AFTERMATH_MS: u64 = 3_000;
+
+/// Where a negative control's failures must be: inside the terminations'
+/// windows, from each deletion to its exit plus [`AFTERMATH_MS`].
+pub fn windows(terminations: &[Termination]) -> Vec<Span> {
+    terminations
+        .iter()
+        .map(|t| Span {
+            from_ms: t.terminating_ms,
+            to_ms: t.exited_ms + AFTERMATH_MS,
+        })
+        .collect()
+}
+
+/// The run's failures split by where they were observed: in a second that
+/// overlaps one of `windows`, or elsewhere (a start-up error, say).
+pub fn located(report: &Report, windows: &[Span]) -> (SecondFailures, SecondFailures) {
+    let (mut inside, mut outside) = (SecondFailures::default(), SecondFailures::default());
+    for second in &report.timeline {
+        let overlaps = windows
+            .iter()
+            .any(|w| second.t_unix_ms < w.to_ms && second.t_unix_ms + 1000 > w.from_ms);
+        let into = if overlaps { &mut inside } else { &mut outside };
+        let f = &second.failures;
+        into.keepalive += f.keepalive;
+        into.fresh += f.fresh;
+        into.http2 += f.http2;
+        into.get += f.get;
+        into.post += f.post;
+        into.sse += f.sse;
+        into.ws += f.ws;
+    }
+    (inside, outside)
+}
+
+/// The load checks: no failed request on any protocol or method, or, for a
+/// negative control, failures inside the terminations' windows on every
+/// protocol and method the load used (on any one of them for
 /// [`Expect::FailuresAnyProtocol`]).
-fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
-    let protocols = protocols(report);
+fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut Verdict) {
     let overall = format!(
         "{}, {} never started",
         breakdown(report.sent, &report.outcomes),
@@ -186,7 +225,7 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
             let requests_clean =
                 report.failures == 0 && report.outcomes.aborted == 0 && report.not_started == 0;
             verdict.push("no failed request", requests_clean, overall);
-            for p in &protocols {
+            for p in &protocols(report) {
                 let (sent, o) = (p.report.sent, &p.report.outcomes);
                 verdict.push(
                     format!("no failed request over {}", p.name),
@@ -198,44 +237,127 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
                     },
                 );
             }
+            judge_posts(report, verdict);
         }
         Expect::Failures | Expect::FailuresAnyProtocol => {
-            let per_protocol: Vec<String> = protocols
+            let (inside, outside) = located(report, windows);
+            let c = &report.config;
+            // (name, failed inside, sent, its share of the load)
+            let ways = [
+                (
+                    "HTTP/1.1 keep-alive",
+                    inside.keepalive,
+                    report.modes.keepalive.sent,
+                    c.keepalive_fraction(),
+                ),
+                (
+                    "HTTP/1.1 fresh connections",
+                    inside.fresh,
+                    report.modes.fresh.sent,
+                    c.fresh_fraction,
+                ),
+                (
+                    "HTTP/2",
+                    inside.http2,
+                    report.modes.http2.sent,
+                    c.h2_fraction,
+                ),
+                (
+                    "GET",
+                    inside.get,
+                    report.methods.get.sent,
+                    1.0 - c.post_fraction,
+                ),
+                (
+                    "POST",
+                    inside.post,
+                    report.methods.post.sent,
+                    c.post_fraction,
+                ),
+            ];
+            let split: Vec<String> = ways
                 .iter()
-                .map(|p| format!("{} {}", p.name, p.report.outcomes.failures()))
+                .map(|(name, n, _, _)| format!("{name} {n}"))
                 .collect();
+            let requests_inside = inside.requests();
             verdict.push(
-                "failed requests, as expected",
-                report.failures > 0,
+                "failed requests inside the terminations, as expected",
+                requests_inside > 0,
                 format!(
-                    "{overall}; failed per protocol: {}",
-                    per_protocol.join(", ")
+                    "{requests_inside} failed while a replica terminated ({}); {} failed elsewhere, not counted; over the run: {overall}",
+                    split.join(", "),
+                    outside.requests()
                 ),
             );
             if expect == Expect::FailuresAnyProtocol {
                 return;
             }
-            let [.., h2] = &protocols;
-            let (sent, o) = (h2.report.sent, &h2.report.outcomes);
-            verdict.push(
-                "failed HTTP/2 requests, as expected",
-                o.failures() > 0,
-                if sent == 0 {
-                    format!(
-                        "{}: the suite cannot show it would catch an HTTP/2 loss",
-                        unknown(h2)
-                    )
-                } else if o.failures() == 0 {
-                    format!(
-                        "none of {sent} HTTP/2 requests failed ({} ok, {} refused unprocessed and resent): the suite cannot show it would catch an HTTP/2 loss",
-                        o.ok, o.refused_resent
-                    )
-                } else {
-                    breakdown(sent, o)
-                },
-            );
+            // Each switch the negative control turns off has its failure on
+            // every protocol and method: one that shows none would let its
+            // loss go unseen.
+            for (name, n, sent, _) in ways.into_iter().filter(|(.., share)| *share > 0.0) {
+                verdict.push(
+                    format!("failed {name} requests inside the terminations, as expected"),
+                    n > 0,
+                    if sent == 0 {
+                        format!("unknown: not one {name} request was sent: the suite cannot show it would catch its loss")
+                    } else if n == 0 {
+                        format!("none of {sent} {name} requests failed while a replica terminated: the suite cannot show it would catch their loss")
+                    } else {
+                        format!("{n} of {sent} failed while a replica terminated")
+                    },
+                );
+            }
         }
     }
+}
+
+/// `POST`s, which no proxy retries, must have gone over every protocol that
+/// carried requests, and none may have failed.
+fn judge_posts(report: &Report, verdict: &mut Verdict) {
+    if report.config.post_fraction <= 0.0 {
+        return;
+    }
+    let post = &report.methods.post;
+    let per_protocol = [
+        (
+            "HTTP/1.1 keep-alive",
+            &post.modes.keepalive,
+            report.modes.keepalive.sent,
+        ),
+        (
+            "HTTP/1.1 fresh connections",
+            &post.modes.fresh,
+            report.modes.fresh.sent,
+        ),
+        ("HTTP/2", &post.modes.http2, report.modes.http2.sent),
+    ];
+    let missing: Vec<&str> = per_protocol
+        .iter()
+        .filter(|(_, m, all)| *all > 0 && m.sent == 0)
+        .map(|(name, _, _)| *name)
+        .collect();
+    let split: Vec<String> = per_protocol
+        .iter()
+        .map(|(name, m, _)| format!("{name} {}", m.sent))
+        .collect();
+    let detail = format!(
+        "{} (POSTs sent: {})",
+        breakdown(post.sent, &post.outcomes),
+        split.join(", ")
+    );
+    verdict.push(
+        "no failed POST request",
+        missing.is_empty() && post.sent > 0 && post.outcomes.failures() == 0,
+        if missing.is_empty() {
+            detail
+        } else {
+            format!(
+                "unknown: no POST went over {}; {detail}",
+                missing.join(", ")
+            )
+        },
+    );
 }
 
 /// What a run gives the verdict.
@@ -262,10 +384,11 @@ pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec
     let mut verdict = Verdict::default();
     let (clock_ok, clock_detail) = clock::judged(evidence.clock);
     verdict.push("the load generator's clock", clock_ok, clock_detail);
-    judge_load(report, expect, &mut verdict);
-    streams::judge(report, expect, &mut verdict);
-
     let terminations = old_replicas(evidence, &mut verdict);
+    let windows = windows(&terminations);
+    judge_load(report, expect, &windows, &mut verdict);
+    streams::judge(report, expect, &windows, &mut verdict);
+
     for t in &terminations {
         let sent = sent_between(report, t.terminating_ms, t.exited_ms);
         let window = (t.exited_ms.saturating_sub(t.terminating_ms)).max(1) as f64 / 1e3;
@@ -279,6 +402,15 @@ pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec
             ),
         );
         if expect == Expect::NoFailures {
+            verdict.push(
+                format!("{} answered after its SIGTERM", t.name),
+                served_in_shutdown(report, &t.name) > 0,
+                format!(
+                    "{} of its {} answers carried its lameduck-phase header: given after its shutdown began, on its own account",
+                    served_in_shutdown(report, &t.name),
+                    report.answered_by.get(&t.name).copied().unwrap_or(0)
+                ),
+            );
             // An exit code nobody saw is not a pass.
             verdict.push(
                 format!("{} exited on its own", t.name),
@@ -325,6 +457,11 @@ fn old_replicas(evidence: &Evidence<'_>, verdict: &mut Verdict) -> Vec<Terminati
         detail,
     );
     seen
+}
+
+/// Answers `replica` gave after its shutdown began, by its own marker.
+pub fn served_in_shutdown(report: &Report, replica: &str) -> u64 {
+    report.served_in_shutdown.get(replica).copied().unwrap_or(0)
 }
 
 /// Requests started during `[from, to]`, each second's count weighted by how
@@ -410,15 +547,18 @@ pub(crate) mod fixtures {
     pub(crate) type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
 
     /// The timeline's requests, split as the scenario's default mix does
-    /// (half keep-alive, a quarter fresh, a quarter HTTP/2), all ok but
-    /// `failures` resets, spread evenly over the three (the remainder on
-    /// keep-alive).
+    /// (half keep-alive, a quarter fresh, a quarter HTTP/2; a fifth of each
+    /// `POST`), all ok but `failures` resets on `GET`s, spread evenly over
+    /// the three protocols (the remainder on keep-alive) and located in the
+    /// first second. Each replica named in a second answered that many
+    /// requests, all after its SIGTERM.
     pub(crate) fn report(seconds: &[Bucket<'_>], failures: u64) -> Report {
         let mut json = serde_json::json!({
             "version": loadgen::REPORT_VERSION,
             "config": serde_json::to_value(loadgen::Config {
                 fresh_fraction: 0.25,
                 h2_fraction: 0.25,
+                post_fraction: 0.2,
                 ..loadgen::Config::new("127.0.0.1:1")
             }).unwrap(),
             "target_addr": "127.0.0.1:1", "started_unix_ms": 0, "elapsed_ms": 0,
@@ -446,6 +586,12 @@ pub(crate) mod fixtures {
                 ..Default::default()
             })
             .collect();
+        for second in &report.timeline {
+            for (name, n) in &second.served_by {
+                *report.answered_by.entry(name.clone()).or_default() += n;
+                *report.served_in_shutdown.entry(name.clone()).or_default() += n;
+            }
+        }
         let total: u64 = report.timeline.iter().map(|s| s.sent).sum();
         let (fresh, http2) = (total / 4, total / 4);
         let each = failures / 3;
@@ -464,25 +610,17 @@ pub(crate) mod fixtures {
         report
     }
 
-    /// Replaces one protocol's outcomes, and sums the report's totals again.
-    pub(crate) fn set_mode(report: &mut Report, mode: Mode, outcomes: Outcomes) {
-        let slot = match mode {
-            Mode::Keepalive => &mut report.modes.keepalive,
-            Mode::Fresh => &mut report.modes.fresh,
-            Mode::Http2 => &mut report.modes.http2,
-        };
-        *slot = ModeReport {
-            sent: outcomes.total(),
-            outcomes,
-        };
-        let modes = [
-            &report.modes.keepalive,
-            &report.modes.fresh,
-            &report.modes.http2,
-        ];
+    fn mode_mut(modes: &mut loadgen::Modes, mode: Mode) -> &mut ModeReport {
+        match mode {
+            Mode::Keepalive => &mut modes.keepalive,
+            Mode::Fresh => &mut modes.fresh,
+            Mode::Http2 => &mut modes.http2,
+        }
+    }
+
+    fn sum<'a>(outcomes: impl IntoIterator<Item = &'a Outcomes>) -> Outcomes {
         let mut total = Outcomes::default();
-        for m in modes {
-            let o = &m.outcomes;
+        for o in outcomes {
             total.ok += o.ok;
             for (code, n) in &o.status {
                 *total.status.entry(*code).or_default() += n;
@@ -491,14 +629,75 @@ pub(crate) mod fixtures {
             total.connect_error += o.connect_error;
             total.reset += o.reset;
             total.timeout += o.timeout;
+            total.wrong_echo += o.wrong_echo;
             total.other += o.other;
             total.aborted += o.aborted;
             total.refused_resent += o.refused_resent;
+        }
+        total
+    }
+
+    /// Replaces one protocol's outcomes and sums the report's totals again.
+    /// A fifth of its `ok` are `POST`s (unless [`set_posts`] says
+    /// otherwise); its failures are `GET`s, located in the first second.
+    pub(crate) fn set_mode(report: &mut Report, mode: Mode, outcomes: Outcomes) {
+        let posts = Outcomes {
+            ok: outcomes.ok / 5,
+            ..Outcomes::default()
+        };
+        set_posts(report, mode, &outcomes, posts);
+    }
+
+    /// Like [`set_mode`], with `posts` (part of `outcomes`) as its `POST`s.
+    pub(crate) fn set_posts(report: &mut Report, mode: Mode, outcomes: &Outcomes, posts: Outcomes) {
+        *mode_mut(&mut report.modes, mode) = ModeReport {
+            sent: outcomes.total(),
+            outcomes: outcomes.clone(),
+        };
+        *mode_mut(&mut report.methods.post.modes, mode) = ModeReport {
+            sent: posts.total(),
+            outcomes: posts.clone(),
+        };
+        // The GETs are the rest (posts carry no status codes here).
+        let get = Outcomes {
+            ok: outcomes.ok - posts.ok,
+            connect_refused: outcomes.connect_refused - posts.connect_refused,
+            connect_error: outcomes.connect_error - posts.connect_error,
+            reset: outcomes.reset - posts.reset,
+            timeout: outcomes.timeout - posts.timeout,
+            wrong_echo: outcomes.wrong_echo - posts.wrong_echo,
+            other: outcomes.other - posts.other,
+            aborted: outcomes.aborted - posts.aborted,
+            refused_resent: outcomes.refused_resent - posts.refused_resent,
+            ..outcomes.clone()
+        };
+        *mode_mut(&mut report.methods.get.modes, mode) = ModeReport {
+            sent: outcomes.total() - posts.total(),
+            outcomes: get,
+        };
+        let m = &report.modes;
+        let total = sum([&m.keepalive.outcomes, &m.fresh.outcomes, &m.http2.outcomes]);
+        for method in [&mut report.methods.get, &mut report.methods.post] {
+            let m = &method.modes;
+            method.outcomes = sum([&m.keepalive.outcomes, &m.fresh.outcomes, &m.http2.outcomes]);
+            method.sent = method.outcomes.total();
         }
         report.sent = total.total();
         report.scheduled = report.sent;
         report.failures = total.failures();
         report.outcomes = total;
+        if let Some(first) = report.timeline.first_mut() {
+            let f = &mut first.failures;
+            let slot = match mode {
+                Mode::Keepalive => &mut f.keepalive,
+                Mode::Fresh => &mut f.fresh,
+                Mode::Http2 => &mut f.http2,
+            };
+            *slot = outcomes.failures();
+            let m = &report.methods;
+            f.get = m.get.outcomes.failures();
+            f.post = m.post.outcomes.failures();
+        }
     }
 }
 
@@ -546,10 +745,17 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_nobody_reached_after_deletion_fails() {
-        let r = report(&[(0, 500, &[("b", 400)])], 0);
+    fn a_replica_whose_answers_all_came_before_its_sigterm_fails() {
+        let mut r = report(&[(0, 500, &[("a", 400)])], 0);
+        r.served_in_shutdown.clear();
         let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
-        assert!(!v.passed(), "{v}");
+        assert_eq!(failed_checks(&v), ["a answered after its SIGTERM"], "{v}");
+        assert!(
+            check(&v, "a answered after its SIGTERM")
+                .detail
+                .starts_with("0 of its 400 answers"),
+            "{v}"
+        );
     }
 
     #[test]
@@ -557,8 +763,100 @@ mod tests {
         let clean = report(&[(0, 500, &[("a", 1)])], 0);
         let t = [termination("a", 0, 900)];
         assert!(!judged(&clean, &t, Expect::Failures, BAR).passed());
-        let broken = report(&[(0, 500, &[("a", 1)])], 12);
-        assert!(judged(&broken, &t, Expect::Failures, BAR).passed());
+        assert!(judged(&broken(), &t, Expect::Failures, BAR).passed());
+    }
+
+    /// 800 requests in second 0, of which each protocol failed 6: 4 GETs
+    /// and 2 POSTs.
+    fn broken() -> Report {
+        let mut r = report(&[(0, 800, &[("a", 1)]), (1000, 0, &[])], 0);
+        for (mode, sent) in [
+            (Mode::Keepalive, 400),
+            (Mode::Fresh, 200),
+            (Mode::Http2, 200),
+        ] {
+            let all = Outcomes {
+                ok: sent - 6,
+                reset: 6,
+                ..Outcomes::default()
+            };
+            let posts = Outcomes {
+                ok: sent / 5 - 2,
+                reset: 2,
+                ..Outcomes::default()
+            };
+            fixtures::set_posts(&mut r, mode, &all, posts);
+        }
+        r
+    }
+
+    /// Each switch the negative control turns off shows on every protocol
+    /// and on both methods: one without failures fails the run.
+    #[test]
+    fn the_negative_control_must_fail_every_protocol_and_method() {
+        let t = [termination("a", 0, 900)];
+        for (mode, name) in [
+            (Mode::Keepalive, "HTTP/1.1 keep-alive"),
+            (Mode::Fresh, "HTTP/1.1 fresh connections"),
+        ] {
+            let mut r = broken();
+            let sent = if mode == Mode::Keepalive { 400 } else { 200 };
+            set_mode(
+                &mut r,
+                mode,
+                Outcomes {
+                    ok: sent,
+                    ..Outcomes::default()
+                },
+            );
+            let v = judged(&r, &t, Expect::Failures, BAR);
+            assert_eq!(
+                failed_checks(&v),
+                [format!(
+                    "failed {name} requests inside the terminations, as expected"
+                )],
+                "{v}"
+            );
+        }
+        // GETs failed on every protocol, POSTs on none.
+        let mut r = broken();
+        for (mode, sent) in [
+            (Mode::Keepalive, 400),
+            (Mode::Fresh, 200),
+            (Mode::Http2, 200),
+        ] {
+            let all = Outcomes {
+                ok: sent - 4,
+                reset: 4,
+                ..Outcomes::default()
+            };
+            let posts = Outcomes {
+                ok: sent / 5,
+                ..Outcomes::default()
+            };
+            fixtures::set_posts(&mut r, mode, &all, posts);
+        }
+        let v = judged(&r, &t, Expect::Failures, BAR);
+        assert_eq!(
+            failed_checks(&v),
+            ["failed POST requests inside the terminations, as expected"],
+            "{v}"
+        );
+    }
+
+    /// A failure before any replica terminated (a DNS error at start-up,
+    /// say) is not what the negative control switched off.
+    #[test]
+    fn a_negative_control_s_failures_outside_the_terminations_do_not_count() {
+        let r = broken();
+        let v = judged(&r, &[termination("a", 5_000, 5_900)], Expect::Failures, BAR);
+        assert!(!v.passed(), "{v}");
+        let detail = &check(&v, "failed requests inside the terminations, as expected").detail;
+        assert!(
+            detail.starts_with("0 failed while a replica terminated")
+                && detail.contains("18 failed elsewhere, not counted"),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -694,34 +992,39 @@ mod tests {
     #[test]
     fn the_negative_control_must_fail_http2_requests_too() {
         let t = [termination("a", 0, 900)];
-        // Failures on HTTP/1.1 only.
-        let mut r = report(&[(0, 800, &[("a", 1)])], 0);
+        let mut r = broken();
         set_mode(
             &mut r,
-            Mode::Keepalive,
+            Mode::Http2,
             Outcomes {
-                ok: 388,
-                connect_refused: 12,
+                ok: 200,
                 ..Outcomes::default()
             },
         );
         let v = judged(&r, &t, Expect::Failures, BAR);
-        assert!(!v.passed(), "{v}");
         assert_eq!(
             failed_checks(&v),
-            ["failed HTTP/2 requests, as expected"],
+            ["failed HTTP/2 requests inside the terminations, as expected"],
             "{v}"
         );
-        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        let detail = &check(
+            &v,
+            "failed HTTP/2 requests inside the terminations, as expected",
+        )
+        .detail;
         assert!(
             detail.starts_with("none of 200 HTTP/2 requests failed")
-                && detail.contains("cannot show it would catch an HTTP/2 loss"),
+                && detail.contains("cannot show it would catch their loss"),
             "{detail}"
         );
         // No HTTP/2 request at all: unknown, not a pass.
         set_mode(&mut r, Mode::Http2, Outcomes::default());
         let v = judged(&r, &t, Expect::Failures, BAR);
-        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        let detail = &check(
+            &v,
+            "failed HTTP/2 requests inside the terminations, as expected",
+        )
+        .detail;
         assert!(!v.passed() && detail.starts_with("unknown"), "{v}");
         // Refused-and-resent HTTP/2 requests are not the failures it needs.
         set_mode(
@@ -735,21 +1038,12 @@ mod tests {
         );
         assert!(!judged(&r, &t, Expect::Failures, BAR).passed());
         // With HTTP/2 failures it passes, and shows the split.
-        set_mode(
-            &mut r,
-            Mode::Http2,
-            Outcomes {
-                ok: 190,
-                reset: 10,
-                ..Outcomes::default()
-            },
-        );
-        let v = judged(&r, &t, Expect::Failures, BAR);
+        let v = judged(&broken(), &t, Expect::Failures, BAR);
         assert!(v.passed(), "{v}");
-        let detail = &check(&v, "failed requests, as expected").detail;
+        let detail = &check(&v, "failed requests inside the terminations, as expected").detail;
         assert!(
-            detail.ends_with(
-                "failed per protocol: HTTP/1.1 keep-alive 12, HTTP/1.1 fresh connections 0, HTTP/2 10"
+            detail.starts_with(
+                "18 failed while a replica terminated (HTTP/1.1 keep-alive 6, HTTP/1.1 fresh connections 6, HTTP/2 6, GET 12, POST 6)"
             ),
             "{detail}"
         );
@@ -862,5 +1156,37 @@ mod tests {
         };
         let (v, _) = judge(&evidence, Expect::NoFailures, BAR);
         assert_eq!(failed_checks(&v), ["the load generator's clock"], "{v}");
+    }
+
+    /// POSTs, which no proxy retries, must have gone over every protocol.
+    #[test]
+    fn a_clean_run_without_posts_on_a_protocol_is_unknown() {
+        let (mut r, t) = clean();
+        let all = Outcomes {
+            ok: 400,
+            ..Outcomes::default()
+        };
+        fixtures::set_posts(&mut r, Mode::Http2, &all, Outcomes::default());
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
+        assert_eq!(failed_checks(&v), ["no failed POST request"], "{v}");
+        assert!(
+            check(&v, "no failed POST request")
+                .detail
+                .starts_with("unknown: no POST went over HTTP/2"),
+            "{v}"
+        );
+        let one_failed = Outcomes {
+            ok: 399,
+            wrong_echo: 1,
+            ..Outcomes::default()
+        };
+        let posts = Outcomes {
+            ok: 79,
+            wrong_echo: 1,
+            ..Outcomes::default()
+        };
+        fixtures::set_posts(&mut r, Mode::Http2, &one_failed, posts);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
+        assert!(failed_checks(&v).contains(&"no failed POST request"), "{v}");
     }
 }
