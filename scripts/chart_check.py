@@ -392,6 +392,7 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
         "shutdown-timeout": server["shutdownTimeout"],
         "idle-grace": server["idleGrace"],
         "header-read-timeout": server["headerReadTimeout"],
+        "idle-timeout": server["idleTimeout"],
         "max-connections": str(server["maxConnections"]),
         "stream-drain": str(server["streamDrain"]).lower(),
         "log-format": values["logFormat"],
@@ -612,7 +613,7 @@ def check_template_duration_guard(paths: Paths) -> None:
         copy = Path(tmp) / "lameduck"
         shutil.copytree(paths.chart, copy)
         (copy / "values.schema.json").unlink()
-        for key in ("drainDelay", "shutdownTimeout", "idleGrace", "headerReadTimeout"):
+        for key in ("drainDelay", "shutdownTimeout", "idleGrace", "headerReadTimeout", "idleTimeout"):
             try:
                 render(copy, {"server": {key: "5 seconds"}}, OLDEST_KUBE)
             except helm.HelmError as err:

@@ -111,6 +111,7 @@ shutdown can finish: the kubelet counts it from the start of preStop.
 {{- /* Parsed only to fail early on a malformed value; the server gets the string. */}}
 {{- $_ := include "lameduck.durationMs" (list "server.idleGrace" .Values.server.idleGrace) }}
 {{- $_ = include "lameduck.durationMs" (list "server.headerReadTimeout" .Values.server.headerReadTimeout) }}
+{{- $_ = include "lameduck.durationMs" (list "server.idleTimeout" .Values.server.idleTimeout) }}
 {{- $needed := include "lameduck.requiredGraceSeconds" . | int64 }}
 {{- $grace := int64 .Values.terminationGracePeriodSeconds }}
 {{- if lt $grace $needed }}

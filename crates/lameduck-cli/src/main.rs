@@ -63,6 +63,8 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         drain_delay = %humantime::format_duration(args.drain_delay),
         shutdown_timeout = %humantime::format_duration(args.shutdown_timeout),
         idle_grace = %humantime::format_duration(args.idle_grace),
+        header_read_timeout = %humantime::format_duration(args.header_read_timeout),
+        idle_timeout = %humantime::format_duration(args.idle_timeout),
         stream_drain = args.stream_drain,
         "starting"
     );

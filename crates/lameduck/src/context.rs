@@ -2,10 +2,12 @@
 //! admin listener and the shutdown share, behind one `Arc`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+// tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 
 use crate::config::{Config, LONGEST};
 use crate::drain::Drain;
