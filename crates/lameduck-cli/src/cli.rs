@@ -2,6 +2,7 @@
 //! variable `LAMEDUCK_<FLAG>`; bad values exit 2 with one line naming the flag.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -85,6 +86,14 @@ pub struct ServeArgs {
     /// longer than the idle pool of any proxy in front (the default outlives Envoy's hour).
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "65m", value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub idle_timeout: Duration,
+    /// Once the shutdown has ended, how long to keep /metrics up for each recent scraper to read
+    /// the final figures (each is waited for until its next scrape is overdue); 0 exits at once.
+    #[arg(long, env = "LAMEDUCK_FINAL_SCRAPE_TIMEOUT", default_value = "65s", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub final_scrape_timeout: Duration,
+    /// File to write a one-line JSON summary of the shutdown to, at exit (Kubernetes reads
+    /// /dev/termination-log into the pod's status).
+    #[arg(long, env = "LAMEDUCK_TERMINATION_LOG", value_name = "PATH")]
+    pub termination_log: Option<PathBuf>,
     /// Connections served at once; further ones wait in the backlog.
     #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", default_value = "10000", value_name = "N", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -113,6 +122,7 @@ impl ServeArgs {
         config.idle_grace = self.idle_grace;
         config.header_read_timeout = self.header_read_timeout;
         config.idle_timeout = self.idle_timeout;
+        config.final_scrape_timeout = self.final_scrape_timeout;
         config.max_connections = self.max_connections as usize;
         config
     }
@@ -229,6 +239,10 @@ mod tests {
             ),
             (&["--idle-timeout", "0s"][..], "--idle-timeout"),
             (&["--idle-timeout", "25h"][..], "--idle-timeout"),
+            (
+                &["--final-scrape-timeout", "soon"][..],
+                "--final-scrape-timeout",
+            ),
             (&["--max-connections", "0"][..], "--max-connections"),
             (&["--listen", "nowhere"][..], "--listen"),
             (&["--log-format", "xml"][..], "--log-format"),

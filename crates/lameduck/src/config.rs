@@ -48,6 +48,16 @@ pub struct Config {
     /// Google Cloud's (600 s) and Envoy's default (1 hour, which Contour,
     /// Envoy Gateway and Istio keep).
     pub idle_timeout: Duration,
+    /// Once the shutdown has ended, how long the admin listener may stay up
+    /// for the scrapers of `/metrics` to read the final figures (the phase,
+    /// the frozen duration, the aborted counts) before `serve` returns.
+    ///
+    /// Each address that scraped `/metrics` is waited for until it scrapes
+    /// again, or until twice its last interval (plus a second) has passed,
+    /// and never longer than this; where nobody scraped, nobody is waited
+    /// for. 0 returns at once. The default, 65 s, covers a 60 s scrape
+    /// interval.
+    pub final_scrape_timeout: Duration,
     /// Connections served at once (at least 1); further ones wait in the
     /// listen backlog.
     pub max_connections: usize,
@@ -61,6 +71,7 @@ impl Default for Config {
             idle_grace: Duration::from_millis(250),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(65 * 60),
+            final_scrape_timeout: Duration::from_secs(65),
             max_connections: 10_000,
         }
     }

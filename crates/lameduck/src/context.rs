@@ -13,6 +13,7 @@ use crate::config::{Config, LONGEST};
 use crate::drain::Drain;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::scrapers::Scrapers;
 
 /// What every task of one server shares: its settings, lifecycle and
 /// metrics, and the protocol builders its connections are served with.
@@ -21,6 +22,8 @@ pub(crate) struct ServerContext {
     pub(crate) config: Config,
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) metrics: Metrics,
+    /// Who reads `/metrics`, for the final scrape.
+    pub(crate) scrapers: Scrapers,
     /// Application HTTP/1: no hyper timer. Its header read timeout would arm
     /// and drop a timer for every request; `conn` enforces it lazily instead.
     pub(crate) h1: http1::Builder,
@@ -46,6 +49,7 @@ impl ServerContext {
             drain: Drain::new(lifecycle.subscribe()),
             lifecycle,
             metrics,
+            scrapers: Scrapers::default(),
             h1,
             admin_h1,
             h2,
