@@ -34,7 +34,7 @@ pub struct ScrapeLoop {
 impl ScrapeLoop {
     /// Scrapes `admin`'s `/metrics` from the local address `from` every
     /// `every` (the first at once) until [`ScrapeLoop::stop`], until the
-    /// server refuses connections, or for [`LIMIT`] at most.
+    /// server refuses connections, or for two minutes at most.
     pub fn start(admin: SocketAddr, from: IpAddr, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicUsize::new(0));
