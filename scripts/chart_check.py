@@ -342,7 +342,7 @@ def expected_prestop(pre_stop: int, kube: str) -> dict[str, Any] | None:
     return {"exec": {"command": ["/lameduck", "sleep", f"{pre_stop}s"]}}
 
 
-def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str) -> None:
+def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str, api_client: bool = False) -> None:
     pod_sc = pod.get("securityContext") or {}
     sc = container.get("securityContext") or {}
 
@@ -360,7 +360,8 @@ def check_hardening(pod: dict[str, Any], container: dict[str, Any], what: str) -
     expect(not caps.get("add"), f"{what}: capabilities add {caps.get('add')}")
     seccomp = (effective("seccompProfile") or {}).get("type")
     expect(seccomp == "RuntimeDefault", f"{what}: seccomp profile is {seccomp!r}, want RuntimeDefault")
-    expect(pod.get("automountServiceAccountToken") is False, f"{what}: automountServiceAccountToken is not false")
+    if not api_client:
+        expect(pod.get("automountServiceAccountToken") is False, f"{what}: automountServiceAccountToken is not false")
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -475,6 +476,7 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
         expect(p.get("targetPort") in ("http", ports["http"]), f"Service port {p} does not target the app port")
     expect(len(svc_ports) == 1 and svc_ports[0]["port"] == values["service"]["port"], f"Service ports {svc_ports}")
     expect(svc["spec"]["selector"] == selector, "Service selector differs from the Deployment's")
+    check_ingress(docs, values["ingress"], svc)
 
     pdbs = only(docs, "PodDisruptionBudget")
     if values["replicaCount"] > 1:
@@ -527,6 +529,35 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
     expect(test["spec"].get("restartPolicy") == "Never", "test pod restarts")
 
 
+def check_ingress(docs: list[Doc], values: dict[str, Any], svc: dict[str, Any]) -> None:
+    """Off by default; when on, every rule and path as given, each to this release's Service port."""
+    ingresses = only(docs, "Ingress")
+    if not values["enabled"]:
+        expect(not ingresses, "Ingress rendered although ingress.enabled is false")
+        return
+    expect(len(ingresses) == 1, f"ingress.enabled but {len(ingresses)} Ingresses")
+    ing = ingresses[0].obj
+    spec = ing["spec"]
+    expect(spec.get("ingressClassName") == (values.get("className") or None),
+           f"ingressClassName is {spec.get('ingressClassName')!r}, want {values.get('className')!r}")
+    expect((ing["metadata"].get("annotations") or {}) == (values.get("annotations") or {}),
+           f"Ingress annotations are {ing['metadata'].get('annotations')}, want {values.get('annotations')}")
+    expect("defaultBackend" not in spec, "the Ingress has a defaultBackend; an empty host is the catch-all")
+    want_rules = [(h.get("host", ""), [(p["path"], p["pathType"]) for p in h["paths"]]) for h in values["hosts"]]
+    rules = spec.get("rules") or []
+    got_rules = [(r.get("host", ""), [(p.get("path"), p.get("pathType")) for p in r["http"]["paths"]]) for r in rules]
+    expect(got_rules == want_rules, f"Ingress rules are {got_rules}, want {want_rules}")
+    want_backend = {"name": svc["metadata"]["name"], "port": {"number": svc["spec"]["ports"][0]["port"]}}
+    for rule in rules:
+        for path in rule["http"]["paths"]:
+            got = (path.get("backend") or {}).get("service")
+            expect(got == want_backend, f"Ingress path {rule.get('host', '*')}{path.get('path')} goes to {got}, "
+                                        f"want the release's Service {want_backend}")
+    want_tls = [(t.get("secretName"), sorted(t.get("hosts") or [])) for t in values.get("tls") or []]
+    got_tls = [(t.get("secretName"), sorted(t.get("hosts") or [])) for t in spec.get("tls") or []]
+    expect(got_tls == want_tls, f"Ingress TLS (secret, hosts) is {got_tls}, want {want_tls}")
+
+
 def check_values_file(paths: Paths, values_file: Path, kube: str) -> list[Doc]:
     values = load_values(values_file)
     try:
@@ -569,11 +600,6 @@ NEGATIVE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"server": {"drainDelay": "1m30s", "finalScrapeTimeout": "0s"}, "terminationGracePeriodSeconds": 60},
         ["terminationGracePeriodSeconds is 60", "needs 120"],
     ),
-    (
-        "a final scrape wait for a 2m scrape interval under the default grace period",
-        {"server": {"finalScrapeTimeout": "2m5s"}},
-        ["terminationGracePeriodSeconds is 95", "needs 155", "server.finalScrapeTimeout (2m5s)"],
-    ),
     ("wrong type: replicaCount as a string", {"replicaCount": "three"}, ["/replicaCount", "got string, want integer"]),
     (
         "wrong type: preStopSleepSeconds as a duration",
@@ -589,12 +615,31 @@ NEGATIVE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("negative preStop", {"lifecycle": {"preStopSleepSeconds": -1}}, ["/lifecycle/preStopSleepSeconds", "minimum"]),
     ("unknown log format", {"logFormat": "yaml"}, ["/logFormat"]),
+    ("unknown ingress key (helm create's old serviceName)", {"ingress": {"enabled": True, "serviceName": "x"}},
+     ["additional properties 'serviceName' not allowed"]),
+    ("ingress host given as a URL", {"ingress": {"enabled": True, "hosts": [
+        {"host": "https://lameduck.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}]}},
+     ["/ingress/hosts/0/host"]),
+    ("ingress path without its leading slash", {"ingress": {"enabled": True, "hosts": [
+        {"host": "", "paths": [{"path": "api", "pathType": "Prefix"}]}]}}, ["/ingress/hosts/0/paths/0/path"]),
+    ("ingress path without a pathType", {"ingress": {"enabled": True, "hosts": [
+        {"host": "", "paths": [{"path": "/"}]}]}}, ["/ingress/hosts/0/paths/0", "pathType"]),
+    ("ingress with no rule", {"ingress": {"enabled": True, "hosts": []}}, ["/ingress/hosts", "minItems"]),
+    ("ingress TLS with an empty secret name", {"ingress": {"enabled": True, "tls": [{"secretName": ""}]}},
+     ["/ingress/tls/0/secretName"]),
+    (
+        "a final scrape wait for a 2m scrape interval under the default grace period",
+        {"server": {"finalScrapeTimeout": "2m5s"}},
+        ["terminationGracePeriodSeconds is 95", "needs 155", "server.finalScrapeTimeout (2m5s)"],
+    ),
 ]
 
 # Values right at the limit, which must render.
 BOUNDARY_CASES: list[tuple[str, dict[str, Any]]] = [
     ("grace period exactly covering 5s + 500ms + 20s + 65s + 5s (rounded up)",
      {"server": {"drainDelay": "500ms"}, "terminationGracePeriodSeconds": 96}),
+    ("ingress on with the default rule (every host, /) and TLS from the controller's default certificate",
+     {"ingress": {"enabled": True, "tls": [{"hosts": ["lameduck.example.com"]}]}}),
     ("grace period exactly covering 0s + 0s + 1h + 0s + 5s", {
         "lifecycle": {"preStopSleepSeconds": 0},
         "server": {"shutdownTimeout": "1h", "finalScrapeTimeout": "0s"},
@@ -697,15 +742,15 @@ def check_kind_cluster(paths: Paths) -> None:
     )
 
 
-def prometheus_docs(paths: Paths) -> list[Doc]:
+def deploy_docs(paths: Paths, directory: str) -> list[Doc]:
     docs = []
-    for f in sorted((paths.root / "deploy" / "prometheus").glob("*.yaml")):
+    for f in sorted((paths.root / "deploy" / directory).glob("*.yaml")):
         docs += [Doc(f.name, d) for d in yaml.safe_load_all(f.read_text()) if d]
     return docs
 
 
 def check_prometheus(paths: Paths) -> None:
-    docs = prometheus_docs(paths)
+    docs = deploy_docs(paths, "prometheus")
     for kube in KUBE_VERSIONS:
         validate_k8s(docs, kube)
     kinds = {d.kind for d in docs}
@@ -723,6 +768,84 @@ def check_prometheus(paths: Paths) -> None:
     rules = [r for d in docs if d.kind == "ClusterRole" for r in d.obj.get("rules", [])]
     expect(any("pods" in r.get("resources", []) and "watch" in r.get("verbs", []) for r in rules),
            "Prometheus may not watch pods")
+
+
+# What Traefik's Kubernetes Ingress provider starts an informer for (it serves nothing until all have synced).
+TRAEFIK_WATCHES = {("", "services"), ("", "secrets"), ("", "nodes"), ("discovery.k8s.io", "endpointslices"),
+                   ("networking.k8s.io", "ingresses"), ("networking.k8s.io", "ingressclasses")}
+
+
+def check_traefik(paths: Paths) -> None:
+    """The ingress controller the cluster suite goes through: the interface other
+    tools rely on (IngressClass traefik, Service traefik/traefik port 80), its
+    permissions, its metrics where deploy/prometheus finds them, no privilege."""
+    docs = deploy_docs(paths, "traefik")
+    for kube in KUBE_VERSIONS:
+        validate_k8s(docs, kube)
+    for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "IngressClass", "Deployment",
+                 "Service"):
+        expect(kind in {d.kind for d in docs}, f"deploy/traefik has no {kind}")
+    ingress_class = one(docs, "IngressClass")
+    expect(ingress_class["metadata"]["name"] == "traefik", f"IngressClass {ingress_class['metadata']['name']!r}")
+    expect(ingress_class["spec"].get("controller") == "traefik.io/ingress-controller",
+           f"IngressClass controller {ingress_class['spec'].get('controller')!r}: Traefik serves only traefik.io/ingress-controller")
+
+    dep = one(docs, "Deployment")
+    namespace = dep["metadata"].get("namespace")
+    expect(namespace == "traefik", f"Deployment in namespace {namespace!r}")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = [c for c in pod["containers"] if c["name"] == "traefik"]
+    args = c.get("args") or []
+    expect(all(a.startswith("--") and "=" in a for a in args), f"Traefik arguments not all --name=value: {args}")
+    flags = dict(a[2:].split("=", 1) for a in args)
+    want = {"providers.kubernetesingress": "true", "providers.kubernetesingress.ingressClass": "traefik",
+            "metrics.prometheus": "true", "metrics.prometheus.addServicesLabels": "true", "ping": "true",
+            "global.checkNewVersion": "false", "global.sendAnonymousUsage": "false"}
+    for flag, value in want.items():
+        expect(flags.get(flag) == value, f"Traefik flag --{flag} is {flags.get(flag)!r}, want {value!r}")
+    expect(flags.get("accesslog", "false") == "false", "Traefik writes access logs (a line per request under load)")
+    entry_points = {}
+    for flag, value in flags.items():
+        m = re.fullmatch(r"entryPoints\.(\w+)\.address", flag)
+        if m:
+            entry_points[m.group(1)] = int(value.rsplit(":", 1)[1])
+    expect(entry_points.get("web") == 8000, f"entry point web is on {entry_points.get('web')}, want 8000")
+    expect(all(port >= 1024 for port in entry_points.values()), f"a privileged port among {entry_points}")
+    metrics_ep = flags.get("metrics.prometheus.entryPoint", "traefik")
+    expect(metrics_ep != "web", "Traefik's metrics on the web entry point, where the Ingresses are served")
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
+    expect(ports == entry_points, f"container ports {ports} differ from the entry points {entry_points}")
+
+    annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+    want_ann = {"prometheus.io/scrape": "true", "prometheus.io/port": str(entry_points.get(metrics_ep)),
+                "prometheus.io/path": "/metrics"}
+    got_ann = {k: annotations.get(k) for k in want_ann}
+    expect(got_ann == want_ann, f"Traefik's scrape annotations are {got_ann}, want {want_ann} (its metrics entry point)")
+    ping_ep = flags.get("ping.entryPoint", "traefik")
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        expect((get.get("path"), get.get("port")) in (("/ping", ping_ep), ("/ping", entry_points.get(ping_ep))),
+               f"Traefik's {probe} is {get}, want /ping on the {ping_ep} entry point")
+    check_hardening(pod, c, "Traefik", api_client=True)
+
+    svc = one(docs, "Service")
+    expect((svc["metadata"]["name"], svc["metadata"].get("namespace")) == ("traefik", "traefik"),
+           f"Service {svc['metadata'].get('namespace')}/{svc['metadata']['name']}, want traefik/traefik")
+    expect(selects(svc["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]),
+           "the Service does not select Traefik's pods")
+    expect([(p["port"], p.get("targetPort")) for p in svc["spec"]["ports"]] in ([(80, "web")], [(80, 8000)]),
+           f"Service ports {svc['spec']['ports']}, want 80 to the web entry point only")
+
+    account = pod.get("serviceAccountName")
+    bindings = [d.obj for d in docs if d.kind == "ClusterRoleBinding"
+                and {"kind": "ServiceAccount", "name": account, "namespace": namespace} in d.obj.get("subjects", [])]
+    roles = {b["roleRef"]["name"] for b in bindings}
+    rules = [r for d in docs if d.kind == "ClusterRole" and d.obj["metadata"]["name"] in roles
+             for r in d.obj.get("rules", [])]
+    for group, resource in sorted(TRAEFIK_WATCHES):
+        for verb in ("list", "watch"):
+            expect(any(group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r.get("verbs", [])
+                       for r in rules), f"Traefik's service account {account!r} may not {verb} {resource}")
 
 
 def contract_metrics(readme: Path) -> set[str]:
@@ -873,16 +996,16 @@ MUTANTS = [
     Mutant("margin dropped from the grace-period sum", "charts/lameduck/templates/_helpers.tpl",
            "$finalScrapeMs 5000", "$finalScrapeMs 0", negative(2)),
     Mutant("final scrape wait left out of the grace-period sum", "charts/lameduck/templates/_helpers.tpl",
-           "$shutdownMs $finalScrapeMs", "$shutdownMs", negative(4)),
+           "$shutdownMs $finalScrapeMs", "$shutdownMs", negative(17)),
     Mutant("schema accepts unknown keys", "charts/lameduck/values.schema.json",
            '"title": "lameduck chart values",\n  "type": "object",\n  "additionalProperties": false,',
-           '"title": "lameduck chart values",\n  "type": "object",\n  "additionalProperties": true,', negative(7)),
+           '"title": "lameduck chart values",\n  "type": "object",\n  "additionalProperties": true,', negative(6)),
     Mutant("schema types replicaCount loosely", "charts/lameduck/values.schema.json",
            '"description": "More than one also renders a PodDisruptionBudget.",\n      "type": "integer",',
            '"description": "More than one also renders a PodDisruptionBudget.",\n      "type": ["integer", "string"],',
-           negative(5)),
+           negative(4)),
     Mutant("duration pattern dropped (the template guard then answers)", "charts/lameduck/values.schema.json",
-           '"pattern": "^([0-9]+(ms|s|m|h))+$"', '"minLength": 1', negative(9)),
+           '"pattern": "^([0-9]+(ms|s|m|h))+$"', '"minLength": 1', negative(8)),
     Mutant("template duration guard removed", "charts/lameduck/templates/_helpers.tpl",
            '{{- if not (regexMatch "^([0-9]+(ms|s|m|h))+$" $value) }}', "{{- if false }}",
            check_template_duration_guard),
@@ -922,6 +1045,23 @@ MUTANTS = [
            validity_of("podmonitor-values.yaml")),
     Mutant("PodMonitor interval in a form Prometheus rejects", "charts/lameduck/templates/podmonitor.yaml",
            "interval: {{ .interval }}", "interval: {{ .interval }}ec", validity_of("podmonitor-values.yaml")),
+    Mutant("Ingress rendered by default", "charts/lameduck/templates/ingress.yaml",
+           "{{- if .Values.ingress.enabled }}", "{{- if true }}", semantics_of("default-values.yaml")),
+    Mutant("Ingress to the admin port", "charts/lameduck/templates/ingress.yaml",
+           '"number" (int64 .Values.service.port)', '"number" (int64 .Values.containerPorts.admin)',
+           semantics_of("ingress-values.yaml")),
+    Mutant("Ingress without its TLS", "charts/lameduck/templates/ingress.yaml",
+           "{{- with .Values.ingress.tls }}", "{{- with list }}", semantics_of("ingress-values.yaml")),
+    Mutant("Ingress host pattern dropped from the schema", "charts/lameduck/values.schema.json",
+           '"pattern": "^(\\\\*\\\\.)?[a-z0-9]', '"$comment": "^(\\\\*\\\\.)?[a-z0-9]', negative(12)),
+    Mutant("Traefik may not watch EndpointSlices", "deploy/traefik/10-rbac.yaml",
+           'resources: ["endpointslices"]', 'resources: ["endpoints"]', check_traefik),
+    Mutant("Traefik scraped on its web port", "deploy/traefik/30-deployment.yaml",
+           'prometheus.io/port: "9100"', 'prometheus.io/port: "8000"', check_traefik),
+    Mutant("Traefik's IngressClass for another controller", "deploy/traefik/20-ingressclass.yaml",
+           "controller: traefik.io/ingress-controller", "controller: k8s.io/ingress-nginx", check_traefik),
+    Mutant("Traefik phones home", "deploy/traefik/30-deployment.yaml",
+           "--global.checkNewVersion=false", "--global.checkNewVersion=true", check_traefik),
     Mutant("ci values file the schema rejects", "charts/lameduck/ci/podmonitor-values.yaml",
            "interval: 2s", "interval: 2 seconds", lambda p: check_lint(p, p.chart / "ci" / "podmonitor-values.yaml")),
     Mutant("a default changed without `just generate`", "charts/lameduck/values.yaml",
@@ -956,6 +1096,8 @@ def broken_copy(paths: Paths, file: str, text: str) -> Iterator[Paths]:
         shutil.copytree(paths.chart, root / "charts" / "lameduck")
         (root / "deploy" / "manifests").mkdir(parents=True)
         shutil.copy(paths.manifest, root / "deploy" / "manifests")
+        for directory in ("prometheus", "traefik"):
+            shutil.copytree(paths.root / "deploy" / directory, root / "deploy" / directory)
         for name in ("Cargo.toml", "Dockerfile", ".dockerignore"):
             shutil.copy(paths.root / name, root / name)
         (root / file).write_text(text)
@@ -985,7 +1127,7 @@ def main() -> int:
     report.run("values.schema.json types every value and closes every object", lambda: check_schema_covers_values(paths))
     report.run("helm lint --strict (chart defaults)", lambda: check_lint(paths, None))
     values_files = ci_values(paths)
-    for required in ("default", "no-prestop", "podmonitor", "long-shutdown"):
+    for required in ("default", "no-prestop", "podmonitor", "long-shutdown", "ingress"):
         report.run(f"ci/{required}-values.yaml exists",
                    lambda r=required: expect(paths.chart / "ci" / f"{r}-values.yaml" in values_files, "missing"))
     for vf in values_files:
@@ -1028,6 +1170,8 @@ def main() -> int:
     report.run("deploy/kind/cluster.yaml: 1 control plane, 2 workers; kind and deploy/cluster run the Kubernetes the e2e client is built for", lambda: check_kind_cluster(paths))
     report.run("deploy/prometheus: valid (strict), pod-role discovery, reads the chart's annotations",
                lambda: check_prometheus(paths))
+    report.run("deploy/traefik: valid (strict), IngressClass and Service traefik, the provider's permissions, "
+               "metrics annotated for deploy/prometheus, unprivileged", lambda: check_traefik(paths))
     report.run("deploy/grafana/lameduck.json: contract metrics, per-pod shutdown panels", lambda: check_dashboard(paths))
 
     report.section("Dockerfile")

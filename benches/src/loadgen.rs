@@ -107,7 +107,7 @@ impl Loadgen {
                 .args(["--h2-streams", &streams.to_string()])
                 .args(["--rate", &FLOOD_RATE.to_string()])
                 .args(["--max-requests", &requests.to_string()])
-                .args(["--slow-fraction", "0"])
+                .args(["--slow-fraction", "0", "--post-fraction", "0"])
                 // Its flags only: every flag also reads a `LOADGEN_*` variable.
                 .env_clear(),
         )?;

@@ -16,6 +16,9 @@ proto=${3:-http1}
 # Defaults for the bench (about 32 pooled connections are busy with slow
 # requests alone at 2000/s); each can be overridden from the environment.
 export LOADGEN_SLOW_FRACTION=${LOADGEN_SLOW_FRACTION:-0.2}
+# The README's figures were measured without POSTs; LOADGEN_POST_FRACTION=0.2
+# gives loadgen's default mix (the example server echoes them).
+export LOADGEN_POST_FRACTION=${LOADGEN_POST_FRACTION:-0}
 export LOADGEN_SLOW_MS=${LOADGEN_SLOW_MS:-10-200}
 case $proto in
   http1)

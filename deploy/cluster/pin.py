@@ -2,12 +2,14 @@
 """Regenerate the pinned Go modules that build the local cluster's components.
 
 Each component gets a module of its own under deploy/cluster/<name>/ (their
-dependency graphs cannot be reconciled in one go.mod: Prometheus, CoreDNS and
-Helm each pin their own client-go). A module requires exactly one upstream
+dependency graphs cannot be reconciled in one go.mod: Prometheus, CoreDNS,
+Helm and Traefik each pin their own client-go). A module requires exactly one upstream
 release and imports the commands to build from a `tools.go`, so `go.sum` pins
 every dependency. k8s.io/kubernetes and etcd's server replace their sibling
 modules with relative paths; those replaces are regenerated here from the
-release's own go.mod, since the list changes between releases.
+release's own go.mod, since the list changes between releases. Go ignores a
+dependency's replace and exclude directives, so a release's replaces by forks
+(Traefik's three) and its excludes are copied as they are.
 
 Usage: deploy/cluster/pin.py            (then commit the go.mod and go.sum files)
 """
@@ -37,6 +39,10 @@ COMPONENTS = {
     "coredns": ("github.com/coredns/coredns", "v1.15.0", ["github.com/coredns/coredns"]),
     "prometheus": ("github.com/prometheus/prometheus", "v0.316.0",
                    ["github.com/prometheus/prometheus/cmd/prometheus"]),
+    # v3.7.x cannot be built from the module proxy: its nested module
+    # github.com/traefik/traefik/dynamic/ext is not served.
+    "traefik": ("github.com/traefik/traefik/v3", "v3.6.12",
+                ["github.com/traefik/traefik/v3/cmd/traefik"]),
 }
 
 
@@ -66,6 +72,28 @@ def replaces(module, version, text):
     return out
 
 
+def forks_and_excludes(text):
+    """The release's replaces by published modules (forks) and its excludes, as lines."""
+    forks, excludes, block = [], [], None
+    for line in text.splitlines():
+        words = line.split("//")[0].split()
+        if words == [")"]:
+            block = None
+            continue
+        if words in (["replace", "("], ["exclude", "("]):
+            block = words[0]
+            continue
+        if words and words[0] in ("replace", "exclude"):
+            kind, words = words[0], words[1:]
+        else:
+            kind = block
+        if kind == "exclude" and len(words) == 2:
+            excludes.append(" ".join(words))
+        elif kind == "replace" and "=>" in words and not words[-1].startswith("."):
+            forks.append(" ".join(words))
+    return forks, excludes
+
+
 def write_module(name, module, version, packages):
     d = HERE / name
     d.mkdir(exist_ok=True)
@@ -75,15 +103,18 @@ def write_module(name, module, version, packages):
              f"module lameduck.invalid/cluster/{name}", "", f"go {go_line}", "",
              f"require {module} {version}", ""]
     reps = replaces(module, version, text)
-    if reps:
-        lines += ["replace ("] + [f"\t{n} => {n} {v}" for n, v in reps] + [")", ""]
+    forks, excludes = forks_and_excludes(text)
+    if reps or forks:
+        lines += (["replace ("] + [f"\t{n} => {n} {v}" for n, v in reps]
+                  + [f"\t{f}" for f in forks] + [")", ""])
+    lines += [f"exclude {e}" for e in excludes] + ([""] if excludes else [])
     (d / "go.mod").write_text("\n".join(lines))
     imports = "\n".join(f'\t_ "{p}"' for p in packages)
     (d / "tools.go").write_text(
         "//go:build tools\n\n// Package tools names the commands this module builds.\n"
         f"package tools\n\nimport (\n{imports}\n)\n")
     go("mod", "tidy", cwd=d)
-    print(f"{name}: {module} {version}, {len(reps)} replaces")
+    print(f"{name}: {module} {version}, {len(reps) + len(forks)} replaces, {len(excludes)} excludes")
 
 
 def main():

@@ -6,6 +6,7 @@
     python3 scripts/cluster shell [CMD…]   CMD (or a shell) inside, with kubectl and helm
     python3 scripts/cluster load           build lameduck's image and import it; prints its reference
     python3 scripts/cluster prometheus     apply deploy/prometheus/ with the image built here
+    python3 scripts/cluster traefik        apply deploy/traefik/ (the ingress controller) likewise
 
 Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage.
 """
@@ -71,25 +72,38 @@ def load():
     return 0
 
 
-def prometheus():
-    """deploy/prometheus/ as it is, but for the image: built here, since
-    Debian's Prometheus has no Kubernetes discovery and there is no registry."""
+def _apply(directory, namespace, container, ref):
+    """deploy/<directory>/ applied as it is but for one container's image, built
+    here (no registry), then its Deployment (named like the container) waited for."""
     _require_up()
     bin = build.built()
-    ref = node.PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(build.versions()["prometheus"]))
     docs = []
-    for f in sorted((ROOT / "deploy" / "prometheus").glob("*.yaml")):
+    for f in sorted((ROOT / "deploy" / directory).glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
     for d in docs:
         if d["kind"] == "Deployment":
             for c in d["spec"]["template"]["spec"]["containers"]:
-                if c["name"] == "prometheus":
+                if c["name"] == container:
                     c["image"], c["imagePullPolicy"] = ref, "Never"
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
     node.kubectl(bin, "apply", "-f", "-", input=manifest, from_host=True)
-    node.kubectl(bin, "-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=120s",
+    node.kubectl(bin, "-n", namespace, "rollout", "status", f"deployment/{container}", "--timeout=120s",
                  from_host=True)
+
+
+def prometheus():
+    """Debian's Prometheus has no Kubernetes discovery."""
+    ref = node.PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(build.versions()["prometheus"]))
+    _apply("prometheus", "monitoring", "prometheus", ref)
     node.log(f"Prometheus ({ref}) is ready: monitoring/prometheus:web")
+    return 0
+
+
+def traefik():
+    """The ingress controller, built from deploy/cluster/traefik."""
+    ref = node.TRAEFIK_IMAGE.format(v=build.versions()["traefik"])
+    _apply("traefik", "traefik", "traefik", ref)
+    node.log(f"Traefik ({ref}) is ready: IngressClass traefik, Service traefik/traefik port 80")
     return 0
 
 
@@ -116,6 +130,8 @@ def main(argv):
             return load()
         if command == "prometheus":
             return prometheus()
+        if command == "traefik":
+            return traefik()
     except Fail as f:
         return f.report()
     except subprocess.CalledProcessError as e:

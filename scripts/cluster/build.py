@@ -57,6 +57,9 @@ COMPONENTS = {
                    lambda v: [f"-X github.com/prometheus/common/version.Version={prometheus_release(v)}",
                               f"-X github.com/prometheus/common/version.Revision={v}",
                               "-X github.com/prometheus/common/version.Branch=release"]),
+    # The ingress controller (`traefik version`, and its /api/version).
+    "traefik": ("github.com/traefik/traefik/v3", {"traefik": "github.com/traefik/traefik/v3/cmd/traefik"},
+                lambda v: [f"-X github.com/traefik/traefik/v3/pkg/version.Version={v}"]),
     # The pod sandbox: the project's own program (no registry to pull one from).
     "pause": (None, {"pause": "."}, lambda v: []),
 }

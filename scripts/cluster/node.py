@@ -39,6 +39,7 @@ DEBIAN = {"containerd": "containerd", "runc": "runc", "nft": "nftables", "nsente
           "ip": "iproute2", "ctr": "containerd"}
 COREDNS_IMAGE = "localhost/lameduck-cluster/coredns:{v}"
 PROMETHEUS_IMAGE = "localhost/lameduck-cluster/prometheus:{v}"
+TRAEFIK_IMAGE = "localhost/lameduck-cluster/traefik:{v}"
 
 
 def log(message):
@@ -150,6 +151,8 @@ def cluster_images(bin):
                     ["/coredns"], "65532:65532"),
         "prometheus": (PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(versions["prometheus"])),
                        {"/bin/prometheus": bin / "prometheus"}, ["/bin/prometheus"], "65534:65534"),
+        "traefik": (TRAEFIK_IMAGE.format(v=versions["traefik"]), {"/traefik": bin / "traefik"},
+                    ["/traefik"], "65532:65532"),
     }
     refs = {}
     for name, (ref, files, entrypoint, user) in wanted.items():

@@ -104,10 +104,50 @@ class Plan(unittest.TestCase):
         self.assertIn(f"k8s.io/component-base/version.gitVersion={version}", plan["kube-apiserver"])
         self.assertIn("version.Version=3.", plan["prometheus"])
         self.assertEqual(build.prometheus_release("v0.316.0"), "3.16.0")
+        self.assertIn(f"traefik/v3/pkg/version.Version={build.versions()['traefik']}", plan["traefik"])
 
     def test_every_component_has_a_pinned_module(self):
         for name in build.COMPONENTS:
             self.assertTrue((build.MODULES / name / "go.mod").exists(), name)
+
+
+class Pins(unittest.TestCase):
+    """deploy/cluster/pin.py copies what Go ignores in a dependency's go.mod."""
+
+    def test_forks_and_excludes_are_kept_and_relative_replaces_are_not(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("pin", build.MODULES / "pin.py")
+        pin = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pin)
+        gomod = """module example.com/up
+require (
+\tgithub.com/a/b v1.0.0 // indirect
+)
+// forks
+replace (
+\tgithub.com/a/b => github.com/fork/b v0.0.0-2020 // why
+\texample.com/up/sub => ./sub
+)
+replace github.com/c/d => github.com/fork/d v1.2.3
+replace example.com/up/api => ../api
+exclude github.com/e/f v3.0.83+incompatible
+exclude (
+\tgithub.com/g/h v0.1.0
+)
+require (
+\tgithub.com/i/j v1.0.0
+)
+"""
+        forks, excludes = pin.forks_and_excludes(gomod)
+        self.assertEqual(forks, ["github.com/a/b => github.com/fork/b v0.0.0-2020",
+                                 "github.com/c/d => github.com/fork/d v1.2.3"])
+        self.assertEqual(excludes, ["github.com/e/f v3.0.83+incompatible", "github.com/g/h v0.1.0"])
+
+    def test_the_traefik_module_carries_its_forks(self):
+        gomod = (build.MODULES / "traefik" / "go.mod").read_text()
+        for line in ("github.com/gorilla/mux => github.com/containous/mux",
+                     "exclude github.com/tencentcloud/tencentcloud-sdk-go"):
+            self.assertIn(line, gomod)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,10 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         app: bind(args.listen, "--listen").await?,
         admin: bind(args.admin_listen, "--admin-listen").await?,
     };
-    let demo = Demo::from_env().with_stream_drain(args.stream_drain);
+    let server = Server::new(args.config()).force_on(force);
+    let demo = Demo::from_env()
+        .with_drain(server.drain())
+        .with_stream_drain(args.stream_drain);
     tracing::info!(
         replica = %String::from_utf8_lossy(demo.name()),
         drain_delay = %humantime::format_duration(args.drain_delay),
@@ -69,10 +72,7 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         stream_drain = args.stream_drain,
         "starting"
     );
-    let report = Server::new(args.config())
-        .force_on(force)
-        .serve(listeners, demo, shutdown)
-        .await?;
+    let report = server.serve(listeners, demo, shutdown).await?;
     if let Some(path) = &args.termination_log
         && let Err(error) = termination::write(path, &report)
     {

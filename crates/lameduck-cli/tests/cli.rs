@@ -125,6 +125,8 @@ fn demo_routes() {
         root.header("content-type"),
         Some("text/plain; charset=utf-8")
     );
+    assert_eq!(root.header("lameduck-replica"), Some("test-replica"));
+    assert_eq!(root.header("lameduck-phase"), None);
     for (path, status) in [
         ("/work?ms=0", 200),
         ("/work?ms=5", 200),
@@ -137,12 +139,62 @@ fn demo_routes() {
     ] {
         assert_eq!(conn.get(path).unwrap().status, status, "{path}");
     }
-    conn.send_raw(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+    for (method, path, allow) in [
+        ("PUT", "/", "GET, HEAD, POST"),
+        ("POST", "/work", "GET, HEAD"),
+    ] {
+        conn.send_raw(
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        )
         .unwrap();
-    let post = conn.recv().unwrap();
-    assert_eq!(post.status, 405);
-    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+        let refused = conn.recv().unwrap();
+        assert_eq!(refused.status, 405, "{method} {path}");
+        assert_eq!(refused.header("allow"), Some(allow), "{method} {path}");
+    }
     assert_eq!(server.admin_get("/nope").status, 404);
+}
+
+#[test]
+fn post_echoes_bodies_up_to_64_kib() {
+    let server = Lameduck::start(&[]);
+    let mut conn = Conn::connect(server.app).unwrap();
+    // A whole body, then one in chunks, on the same connection.
+    let body: Vec<u8> = (0..=255u8).cycle().take(65_536).collect();
+    let mut request = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    conn.send_raw(&request).unwrap();
+    let echoed = conn.recv().unwrap();
+    assert_eq!(echoed.status, 200);
+    assert_eq!(
+        echoed.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert!(echoed.body == body, "the same {} bytes", body.len());
+    conn.send_raw(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        .unwrap();
+    let chunked = conn.recv().unwrap();
+    assert_eq!(
+        (chunked.status, chunked.body.as_slice()),
+        (200, &b"abcde"[..])
+    );
+    // Announced too long: refused before a byte of it is read.
+    let mut conn = Conn::connect(server.app).unwrap();
+    conn.send_raw(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.recv().unwrap().status, 413);
+    // A body that stops short: the server gives up on it when the client
+    // goes, and goes on serving.
+    let mut short = Conn::connect(server.app).unwrap();
+    short
+        .send_raw(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly this")
+        .unwrap();
+    drop(short);
+    let mut conn = Conn::connect(server.app).unwrap();
+    assert_eq!(conn.get("/").unwrap().status, 200);
 }
 
 #[test]

@@ -289,3 +289,26 @@ fn without_the_grace_those_streams_are_refused() {
     assert_eq!(ended, [1], "only stream 1 answered; resets {resets:?}");
     assert_eq!(goaways, [1], "the final GOAWAY leaves streams 3 and 5 out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_echoes_over_http2() {
+    let server = Lameduck::start(&[]);
+    let (mut client, _connection) = connect(&server).await;
+    let body = Bytes::from((0..=255u8).cycle().take(20_000).collect::<Vec<u8>>());
+    let request = Request::post("http://test/")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    send.send_data(body.clone(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut echoed = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = echoed.data().await {
+        let chunk = chunk.unwrap();
+        echoed.flow_control().release_capacity(chunk.len()).unwrap();
+        bytes.extend_from_slice(&chunk);
+    }
+    assert!(bytes == body, "the same {} bytes", body.len());
+}

@@ -18,6 +18,10 @@ fn in_flight_request_completes_and_exit_follows_the_last_close() {
     let answered = Instant::now();
     assert_eq!(response.status, 200);
     assert!(response.says_close(), "{response:?}");
+    // Taken before the signal, answered after it (no drain delay: closing),
+    // and the answer says so.
+    assert_eq!(response.header("lameduck-phase"), Some("closing"));
+    assert_eq!(response.header("lameduck-replica"), Some("test-replica"));
     assert!(conn.closed_within(PATIENCE));
 
     let (status, exited) = server.wait_exit();
@@ -43,6 +47,9 @@ fn sigint_starts_the_same_graceful_shutdown() {
 fn drain_window_keeps_serving_but_fails_readiness() {
     let mut server = Lameduck::start(&["--drain-delay", "3s"]);
     assert_eq!(server.admin_get("/readyz").status, 200);
+    let serving = Conn::connect(server.app).unwrap().get("/").unwrap();
+    assert_eq!(serving.header("lameduck-replica"), Some("test-replica"));
+    assert_eq!(serving.header("lameduck-phase"), None);
     server.terminate();
 
     assert_eq!(server.admin_get("/readyz").status, 503);
@@ -52,6 +59,7 @@ fn drain_window_keeps_serving_but_fails_readiness() {
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"test-replica");
     assert!(response.says_close(), "{response:?}");
+    assert_eq!(response.header("lameduck-phase"), Some("draining"));
     assert!(fresh.closed_within(PATIENCE));
     server.signal(Signal::SIGKILL);
     server.wait_exit();

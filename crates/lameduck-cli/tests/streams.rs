@@ -155,7 +155,7 @@ fn malformed_stream_requests_get_4xx() {
         let response = conn.get(path).unwrap();
         assert_eq!(response.status, status, "{path}");
     }
-    for (path, allow) in [("/events", "GET"), ("/ws", "GET"), ("/", "GET, HEAD")] {
+    for (path, allow) in [("/events", "GET"), ("/ws", "GET"), ("/work", "GET, HEAD")] {
         let mut conn = Conn::connect(server.app).unwrap();
         conn.send_raw(
             format!("POST {path} HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n").as_bytes(),

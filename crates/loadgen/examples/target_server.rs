@@ -1,7 +1,7 @@
 //! A minimal stand-in for lameduck's application routes, to measure the load
-//! generator against: `GET /` answers NAME, `GET /work?ms=N` answers after N ms,
-//! over HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart by the
-//! connection preface.
+//! generator against: `GET /` answers NAME, `POST /` echoes its body, `GET
+//! /work?ms=N` answers after N ms, over HTTP/1.1 or HTTP/2 with prior
+//! knowledge (h2c), told apart by the connection preface.
 //!
 //! `cargo run --release -p loadgen --example target_server -- ADDR NAME`
 //!
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -58,6 +58,12 @@ async fn answer(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, body) = match req.uri().path() {
+        "/" if req.method() == hyper::Method::POST => {
+            match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(body) => (StatusCode::OK, body.to_bytes()),
+                Err(_) => (StatusCode::BAD_REQUEST, Bytes::from_static(b"bad body\n")),
+            }
+        }
         "/" => (StatusCode::OK, Bytes::from_static(name.as_bytes())),
         "/work" => {
             let ms = req

@@ -18,6 +18,7 @@ impl Config {
             format!("--timeout={}", duration(self.timeout)),
             format!("--slow-fraction={}", self.slow_fraction),
             format!("--slow-ms={}", self.slow_ms),
+            format!("--post-fraction={}", self.post_fraction),
             format!("--keepalive-conns={}", self.keepalive_conns),
             format!("--fresh-fraction={}", self.fresh_fraction),
             format!("--h2-fraction={}", self.h2_fraction),

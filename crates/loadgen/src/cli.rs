@@ -13,9 +13,9 @@ fn defaults() -> Config {
     Config::new("")
 }
 
-/// Open-loop HTTP/1.1 and HTTP/2 load generator: sends GET / and GET
-/// /work?ms=N at a fixed rate and classifies every request's outcome; prints
-/// a JSON report.
+/// Open-loop HTTP/1.1 and HTTP/2 load generator: sends GET /, GET
+/// /work?ms=N and POST / (whose echo it checks) at a fixed rate and
+/// classifies every request's outcome; prints a JSON report.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub(crate) struct Args {
@@ -55,6 +55,12 @@ pub(crate) struct Args {
     /// Milliseconds of slow requests: N or MIN-MAX (uniform).
     #[arg(long, env = "LOADGEN_SLOW_MS", default_value_t = defaults().slow_ms)]
     pub(crate) slow_ms: MsRange,
+
+    /// Fraction of requests that are POST / with a body of a few hundred
+    /// bytes, whose echo is checked. The slow and POST fractions add up to
+    /// at most 1; the rest is GET /.
+    #[arg(long, env = "LOADGEN_POST_FRACTION", default_value_t = defaults().post_fraction)]
+    pub(crate) post_fraction: f64,
 
     /// Pooled keep-alive connections, each reused until the server closes it
     /// or answers with Connection: close.
@@ -183,6 +189,7 @@ impl Args {
             timeout: self.timeout.into(),
             slow_fraction: self.slow_fraction,
             slow_ms: self.slow_ms,
+            post_fraction: self.post_fraction,
             keepalive_conns: self.keepalive_conns,
             fresh_fraction: if self.http2 { 0.0 } else { self.fresh_fraction },
             h2_fraction: if self.http2 { 1.0 } else { self.h2_fraction },
@@ -236,6 +243,7 @@ mod tests {
             "--timeout=750ms",
             "--slow-fraction=0.5",
             "--slow-ms=10-20",
+            "--post-fraction=0.3",
             "--keepalive-conns=4",
             "--fresh-fraction=0.5",
             "--h2-fraction=0.25",
@@ -259,6 +267,7 @@ mod tests {
         assert_eq!(c.duration, Some(Duration::from_secs(60)));
         assert_eq!(c.timeout, Duration::from_millis(750));
         assert_eq!(c.slow_ms, MsRange { min: 10, max: 20 });
+        assert_eq!(c.post_fraction, 0.3);
         assert_eq!((c.keepalive_conns, c.fresh_fraction), (4, 0.5));
         assert_eq!((c.h2_fraction, c.h2_conns, c.h2_streams), (0.25, 3, 16));
         assert_eq!((c.sse_clients, c.ws_clients), (2, 3));
@@ -300,6 +309,7 @@ mod tests {
             timeout: Duration::from_micros(2500),
             slow_fraction: 0.1,
             slow_ms: MsRange { min: 3, max: 9 },
+            post_fraction: 0.35,
             keepalive_conns: 5,
             fresh_fraction: 1.0 / 3.0,
             h2_fraction: 0.2,

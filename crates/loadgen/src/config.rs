@@ -25,7 +25,7 @@ pub const STREAM_INTERVAL_RANGE: std::ops::RangeInclusive<Duration> =
 
 /// Fraction sums within this of 1 count as 1, so that e.g. `0.7 + 0.3`
 /// leaves no keep-alive share to rounding.
-const MIX_EPSILON: f64 = 1e-9;
+pub(crate) const MIX_EPSILON: f64 = 1e-9;
 
 /// Highest request rate accepted; beyond it the schedule's arithmetic is
 /// meaningless on one machine anyway.
@@ -53,6 +53,12 @@ pub struct Config {
     pub slow_fraction: f64,
     /// Range of `ms` for slow requests.
     pub slow_ms: MsRange,
+    /// Fraction of requests that are `POST /` with a body of a few hundred
+    /// bytes, whose echo is checked. Slow and POST requests together are at
+    /// most all of them; the rest are `GET /`. (Absent from configurations
+    /// written before POSTs existed: 0.)
+    #[serde(default)]
+    pub post_fraction: f64,
     /// Pooled keep-alive connections (0 when the fresh and HTTP/2 fractions
     /// add up to 1).
     pub keepalive_conns: usize,
@@ -110,6 +116,7 @@ impl Config {
             timeout: Duration::from_secs(10),
             slow_fraction: 0.2,
             slow_ms: MsRange { min: 50, max: 500 },
+            post_fraction: 0.2,
             keepalive_conns: 16,
             fresh_fraction: 0.25,
             h2_fraction: 0.0,
@@ -158,6 +165,7 @@ impl Config {
         }
         for (name, f) in [
             ("slow fraction", self.slow_fraction),
+            ("POST fraction", self.post_fraction),
             ("fresh fraction", self.fresh_fraction),
             ("HTTP/2 fraction", self.h2_fraction),
         ] {
@@ -169,6 +177,12 @@ impl Config {
             return bad(format!(
                 "slow ms range must satisfy min <= max <= {MAX_WORK_MS}, got {}",
                 self.slow_ms
+            ));
+        }
+        if self.slow_fraction + self.post_fraction > 1.0 + MIX_EPSILON {
+            return bad(format!(
+                "slow fraction + POST fraction must be at most 1 (the rest is GET /), got {} + {}",
+                self.slow_fraction, self.post_fraction
             ));
         }
         if self.fresh_fraction + self.h2_fraction > 1.0 + MIX_EPSILON {
@@ -391,6 +405,15 @@ mod tests {
                 ..bounded()
             },
             Config {
+                post_fraction: -0.5,
+                ..bounded()
+            },
+            Config {
+                slow_fraction: 0.5,
+                post_fraction: 0.6,
+                ..bounded()
+            },
+            Config {
                 h2_streams: 0,
                 ..bounded()
             },
@@ -472,6 +495,7 @@ mod tests {
         let mut v = serde_json::to_value(bounded()).unwrap();
         let obj = v.as_object_mut().unwrap();
         for field in [
+            "post_fraction",
             "h2_fraction",
             "h2_conns",
             "h2_streams",
@@ -482,7 +506,14 @@ mod tests {
             obj.remove(field).unwrap();
         }
         let back: Config = serde_json::from_value(v).unwrap();
-        assert_eq!(back, bounded());
+        // They sent no POST.
+        assert_eq!(
+            back,
+            Config {
+                post_fraction: 0.0,
+                ..bounded()
+            }
+        );
     }
 
     #[test]

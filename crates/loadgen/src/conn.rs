@@ -8,16 +8,21 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, HOST};
-use http::{HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Empty};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::outcome::{self, Outcome, Phase, Response};
+use crate::echo::EchoCheck;
+use crate::mix::{Plan, Route};
+use crate::outcome::{self, Marks, Outcome, Phase, Response};
 use crate::stats::Recorder;
+
+/// The content type of a `POST` body.
+pub(crate) const OCTETS: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
 /// Body bytes kept per response: enough for a replica name or an error page.
 const KEPT_BODY: usize = 512;
@@ -25,7 +30,7 @@ const KEPT_BODY: usize = 512;
 /// A connection and the task that drives it; dropping it closes the socket.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    sender: SendRequest<Empty<Bytes>>,
+    sender: SendRequest<Full<Bytes>>,
     task: JoinHandle<()>,
     /// It has carried a request already.
     pub(crate) used: bool,
@@ -60,16 +65,26 @@ pub(crate) async fn connect(addr: SocketAddr, recorder: &Recorder) -> Result<Con
     })
 }
 
-/// A `GET` for `uri`; `close` asks the server to close after answering.
-pub(crate) fn request(uri: &Uri, host: &HeaderValue, close: bool) -> Request<Empty<Bytes>> {
-    let mut req = Request::new(Empty::new());
-    *req.uri_mut() = uri.clone();
+/// The request `plan` says (a `GET`, or a `POST` with its body; hyper adds
+/// the `content-length`); `close` asks the server to close after answering.
+pub(crate) fn request(plan: &Plan, host: &HeaderValue, close: bool) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(plan.body.clone()));
+    *req.uri_mut() = plan.uri.clone();
     let headers = req.headers_mut();
     headers.insert(HOST, host.clone());
     if close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    if plan.route == Route::Echo {
+        *req.method_mut() = Method::POST;
+        req.headers_mut().insert(CONTENT_TYPE, OCTETS);
+    }
     req
+}
+
+/// The body a request's answer must echo: a `POST`'s own.
+pub(crate) fn echo_of(plan: &Plan) -> Option<EchoCheck<'_>> {
+    (plan.route == Route::Echo).then(|| EchoCheck::new(&plan.body))
 }
 
 impl Conn {
@@ -79,10 +94,12 @@ impl Conn {
         !self.sender.is_closed() && self.sender.ready().await.is_ok()
     }
 
-    /// Sends `req` and reads the whole response.
+    /// Sends `req` and reads the whole response, checking it against `echo`
+    /// if given.
     pub(crate) async fn exchange(
         &mut self,
-        req: Request<Empty<Bytes>>,
+        req: Request<Full<Bytes>>,
+        mut echo: Option<EchoCheck<'_>>,
         phase: &mut Phase,
     ) -> Outcome {
         self.used = true;
@@ -92,12 +109,15 @@ impl Conn {
             Err(e) => return outcome::exchange_failure(&e),
         };
         *phase = Phase::ReadingBody;
-        let (parts, mut body) = resp.into_parts();
+        let (mut parts, mut body) = resp.into_parts();
         let mut kept = Bytes::new();
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
+                        if let Some(echo) = &mut echo {
+                            echo.feed(&data);
+                        }
                         keep(&mut kept, data);
                     }
                 }
@@ -109,6 +129,8 @@ impl Conn {
             close: outcome::has_close(&parts.headers),
             body: kept,
             resent: false,
+            wrong_echo: echo.and_then(EchoCheck::finish),
+            marks: Marks::take(&mut parts.headers),
         })
     }
 
@@ -149,14 +171,32 @@ mod tests {
         assert_eq!(kept.len(), KEPT_BODY);
     }
 
+    fn plan(route: Route, uri: &'static str, body: &'static [u8]) -> Plan {
+        Plan {
+            route,
+            mode: crate::mix::Mode::Keepalive,
+            uri: http::Uri::from_static(uri),
+            body: Bytes::from_static(body),
+        }
+    }
+
     #[test]
     fn builds_requests() {
         let host = HeaderValue::from_static("svc:80");
-        let req = request(&Uri::from_static("/work?ms=5"), &host, true);
+        let req = request(&plan(Route::Work, "/work?ms=5", b""), &host, true);
         assert_eq!(req.uri(), "/work?ms=5");
+        assert_eq!(req.method(), Method::GET);
         assert_eq!(req.headers()[HOST], "svc:80");
         assert_eq!(req.headers()[CONNECTION], "close");
-        let req = request(&Uri::from_static("/"), &host, false);
+        let req = request(&plan(Route::Root, "/", b""), &host, false);
         assert!(!req.headers().contains_key(CONNECTION));
+        assert!(!req.headers().contains_key(CONTENT_TYPE));
+        let post = plan(Route::Echo, "/", b"body");
+        let req = request(&post, &host, false);
+        assert_eq!((req.method(), req.uri().path()), (&Method::POST, "/"));
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/octet-stream");
+        assert_eq!(hyper::body::Body::size_hint(req.body()).exact(), Some(4));
+        assert!(echo_of(&post).is_some());
+        assert!(echo_of(&plan(Route::Root, "/", b"")).is_none());
     }
 }

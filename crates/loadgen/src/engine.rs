@@ -7,37 +7,19 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use tokio::sync::{Mutex, Semaphore, mpsc};
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::context::RunContext;
 use crate::error::Error;
 use crate::h2;
 use crate::mix::Mix;
-use crate::report::{Progress, Report};
+use crate::report::{self, Progress, Report};
 use crate::scheduler;
-use crate::stats::Recorder;
-use crate::streams::{self, Ledger};
+use crate::streams;
 use crate::worker;
-
-/// State shared by the scheduler, the workers and the handles.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) addr: SocketAddr,
-    pub(crate) host: HeaderValue,
-    pub(crate) mix: Mix,
-    pub(crate) recorder: Recorder,
-    /// The long-lived clients' books.
-    pub(crate) streams: Ledger,
-    pub(crate) permits: Arc<Semaphore>,
-    /// Schedule no more requests: set by a stop request.
-    pub(crate) stop: CancellationToken,
-    /// Cut off requests in flight and start no queued one: set when the
-    /// drain time runs out.
-    pub(crate) abort: CancellationToken,
-}
 
 /// A prepared run: the configuration is valid and the target resolved.
 ///
@@ -57,13 +39,13 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Debug)]
 pub struct LoadGen {
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
 }
 
 /// Watches and steers a run from elsewhere; cheap to clone.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<RunContext>,
 }
 
 impl fmt::Debug for Handle {
@@ -133,19 +115,8 @@ impl LoadGen {
         if config.h2_fraction > 0.0 {
             h2::probe(addr, &config.target, mix.h2_root(), config.timeout).await?;
         }
-        let shared = Shared {
-            addr,
-            host,
-            mix,
-            recorder: Recorder::new(&config),
-            streams: Ledger::new(&config),
-            permits: Arc::new(Semaphore::new(config.max_in_flight)),
-            stop: CancellationToken::new(),
-            abort: CancellationToken::new(),
-            config,
-        };
         Ok(Self {
-            shared: Arc::new(shared),
+            shared: Arc::new(RunContext::new(config, addr, host, mix)),
         })
     }
 
@@ -167,6 +138,7 @@ impl LoadGen {
         let shared = self.shared;
         let config = &shared.config;
         let start = shared.recorder.begin();
+        shared.streams.begin(start);
 
         let (tx, rx) = mpsc::channel(config.max_in_flight);
         let queue: worker::Queue = Arc::new(Mutex::new(rx));
@@ -208,20 +180,26 @@ impl LoadGen {
             let _ = w.await;
         }
         let streams = shared.streams.report();
-        Ok(Report {
+        let mut report = Report {
             stream_failures: streams.failed(),
             streams,
             ..shared
                 .recorder
                 .report(config, shared.addr.to_string(), reason, scheduled)
-        })
+        };
+        report::place_stream_failures(
+            &mut report.timeline,
+            report.started_unix_ms,
+            &shared.streams.failures_per_second(),
+        );
+        Ok(report)
     }
 }
 
 /// Waits until every dispatched request has ended or been dropped, and every
 /// long-lived client has closed its stream; past the drain timeout the rest
 /// are aborted (and counted so).
-async fn drain(shared: &Shared, stream_clients: Vec<JoinHandle<()>>) {
+async fn drain(shared: &RunContext, stream_clients: Vec<JoinHandle<()>>) {
     let all = u32::try_from(shared.config.max_in_flight).expect("validated bound fits u32");
     let requests = async {
         let _ = shared.permits.acquire_many(all).await;

@@ -35,16 +35,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::Reason;
 use h2::client::SendRequest;
-use http::{Request, StatusCode, Uri, Version};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::conn;
-use crate::engine::Shared;
+use crate::context::RunContext;
 use crate::error::Error;
-use crate::mix::Plan;
-use crate::outcome::{self, Kind, Outcome, Phase, Response};
+use crate::mix::{Plan, Route};
+use crate::outcome::{self, Kind, Marks, Outcome, Phase, Response};
 use crate::sniff::{self, Frame, Sniffer};
 use crate::worker::{self, Queue};
 
@@ -155,7 +156,7 @@ struct SniffIo {
     sniffer: Sniffer,
     seen: Arc<Seen>,
     /// For counting GOAWAYs; none for the probe.
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<RunContext>>,
     /// Whether the first frame header has been looked at.
     first_known: bool,
     preview: [u8; PREVIEW],
@@ -163,7 +164,7 @@ struct SniffIo {
 }
 
 impl SniffIo {
-    fn new(io: TcpStream, seen: Arc<Seen>, shared: Option<Arc<Shared>>) -> Self {
+    fn new(io: TcpStream, seen: Arc<Seen>, shared: Option<Arc<RunContext>>) -> Self {
         Self {
             io,
             sniffer: Sniffer::default(),
@@ -279,7 +280,7 @@ impl Drop for H2Conn {
 async fn handshake(
     stream: TcpStream,
     seen: Arc<Seen>,
-    shared: Option<Arc<Shared>>,
+    shared: Option<Arc<RunContext>>,
 ) -> Result<H2Conn, h2::Error> {
     // Requests are single small writes; do not let Nagle hold them back.
     let _ = stream.set_nodelay(true);
@@ -301,7 +302,7 @@ async fn handshake(
 }
 
 /// Opens a connection for a slot.
-async fn open(shared: &Arc<Shared>) -> Result<H2Conn, Outcome> {
+async fn open(shared: &Arc<RunContext>) -> Result<H2Conn, Outcome> {
     let stream = TcpStream::connect(shared.addr)
         .await
         .map_err(|e| outcome::connect_failure(&e))?;
@@ -322,6 +323,19 @@ fn request(uri: &Uri) -> Request<()> {
     let mut req = Request::new(());
     *req.uri_mut() = uri.clone();
     *req.version_mut() = Version::HTTP_2;
+    req
+}
+
+/// The head of the request `plan` says: a `GET`, or a `POST` whose body
+/// follows in a DATA frame.
+fn plan_request(plan: &Plan) -> Request<()> {
+    let mut req = request(&plan.uri);
+    if plan.route == Route::Echo {
+        *req.method_mut() = Method::POST;
+        let headers = req.headers_mut();
+        headers.insert(CONTENT_TYPE, conn::OCTETS);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(plan.body.len()));
+    }
     req
 }
 
@@ -408,7 +422,7 @@ impl Lane {
     /// The slot's connection, opened or replaced if need be.
     async fn connection(
         &mut self,
-        shared: &Arc<Shared>,
+        shared: &Arc<RunContext>,
     ) -> Result<&mut (Arc<H2Conn>, SendRequest<Bytes>), Outcome> {
         let usable = match self.conn.take() {
             Some(c) if !c.0.seen.is_retired() => c,
@@ -432,7 +446,12 @@ impl Lane {
 
     /// Runs a request to its outcome: connects if need be, puts it on a new
     /// connection if it could not be sent, resends it once if refused.
-    async fn request(&mut self, shared: &Arc<Shared>, plan: &Plan, track: &mut Track) -> Outcome {
+    async fn request(
+        &mut self,
+        shared: &Arc<RunContext>,
+        plan: &Plan,
+        track: &mut Track,
+    ) -> Outcome {
         let mut not_sent = 0;
         loop {
             track.phase = Phase::Connecting;
@@ -484,19 +503,26 @@ async fn exchange(
     if let Err(e) = poll_fn(|cx| sender.poll_ready(cx)).await {
         return Attempt::NotSent(e);
     }
-    let response = match sender.send_request(request(&plan.uri), true) {
-        Ok((response, _no_body)) => response,
+    let post = plan.route == Route::Echo;
+    let (response, mut body_out) = match sender.send_request(plan_request(plan), !post) {
+        Ok(sent) => sent,
         Err(e) => return Attempt::NotSent(e),
     };
     let id = u32::from(response.stream_id());
     track.stream_id = Some(id);
     track.phase = Phase::AwaitingResponse;
+    // A few hundred bytes, far within the stream's initial window: h2 sends
+    // them right after the HEADERS.
+    if post && let Err(e) = body_out.send_data(plan.body.clone(), true) {
+        return seen.failed(id, false, &e);
+    }
+    let mut echo = conn::echo_of(plan);
     let response = match response.await {
         Ok(response) => response,
         Err(e) => return seen.failed(id, false, &e),
     };
     track.phase = Phase::ReadingBody;
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let mut kept = Bytes::new();
     while let Some(chunk) = body.data().await {
         let data = match chunk {
@@ -506,6 +532,9 @@ async fn exchange(
         // Hand the window back, or the connection's window would run out
         // for its other streams.
         let _ = body.flow_control().release_capacity(data.len());
+        if let Some(echo) = &mut echo {
+            echo.feed(&data);
+        }
         conn::keep(&mut kept, data);
     }
     Attempt::Done(Outcome::Response(Response {
@@ -513,6 +542,8 @@ async fn exchange(
         close: false,
         body: kept,
         resent: track.refusal.is_some(),
+        wrong_echo: echo.and_then(crate::echo::EchoCheck::finish),
+        marks: Marks::take(&mut parts.headers),
     }))
 }
 
@@ -612,7 +643,7 @@ fn classify(
 
 /// Starts the lanes: `h2_streams` per slot, `h2_conns` slots, all taking
 /// jobs from `queue`.
-pub(crate) fn spawn_lanes(shared: &Arc<Shared>, queue: &Queue) -> Vec<JoinHandle<()>> {
+pub(crate) fn spawn_lanes(shared: &Arc<RunContext>, queue: &Queue) -> Vec<JoinHandle<()>> {
     let config = &shared.config;
     let mut lanes = Vec::with_capacity(config.h2_conns * config.h2_streams);
     for _ in 0..config.h2_conns {
@@ -636,7 +667,7 @@ enum End {
 }
 
 /// Takes jobs one at a time and runs each on the slot's connection.
-async fn lane(shared: Arc<Shared>, queue: Queue, slot: Arc<Slot>) {
+async fn lane(shared: Arc<RunContext>, queue: Queue, slot: Arc<Slot>) {
     let mut lane = Lane { slot, conn: None };
     let timeout = shared.config.timeout;
     // One timer and one abort waiter for the lane's life. The timer is not

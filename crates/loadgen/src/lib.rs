@@ -5,7 +5,8 @@
 //! pool of HTTP/1.1 keep-alive connections, a fresh connection each, and/or
 //! streams on a pool of HTTP/2 (h2c) connections, and every one of them gets
 //! exactly one outcome: a 2xx, another status, a refused or failed connect, a
-//! reset, a timeout. Nothing is retried, so nothing is hidden; the one
+//! reset, a timeout, and for a `POST /` an answer that does not echo its
+//! body. Nothing is retried, so nothing is hidden; the one
 //! exception, an HTTP/2 stream the server declares unprocessed (RFC 9113
 //! §8.7), is resent once and counted apart as `refused_resent`.
 //!
@@ -19,7 +20,9 @@
 mod args;
 mod config;
 mod conn;
+mod context;
 mod control;
+mod echo;
 mod engine;
 mod error;
 mod h2;
@@ -39,10 +42,10 @@ pub use config::{
 pub use control::ControlServer;
 pub use engine::{Handle, LoadGen, run};
 pub use error::Error;
-pub use mix::{Mode, Route};
-pub use outcome::Kind;
+pub use mix::{MAX_POST_BODY, MIN_POST_BODY, Method, Mode, Route};
+pub use outcome::{Kind, Origin, PHASE_HEADER, REPLICA_HEADER};
 pub use report::{
-    Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
-    Report, RouteReport, Routes, Second, StopReason, StreamErrorSample, StreamFailure,
-    StreamFailures, StreamReport, Streams,
+    Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
+    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, SecondFailures, StatusByOrigin,
+    StopReason, StreamErrorSample, StreamFailure, StreamFailures, StreamReport, Streams,
 };

@@ -115,6 +115,16 @@ fn summary(r: &Report) -> String {
             r.outcomes.refused_resent
         ));
     }
+    let post = &r.methods.post;
+    if post.sent > 0 {
+        line.push_str(&format!(
+            ", POST {} sent {} ok {} failed ({} wrong echo)",
+            post.sent,
+            post.outcomes.ok,
+            post.outcomes.failures(),
+            post.outcomes.wrong_echo
+        ));
+    }
     let modes = [
         ("keep-alive", &r.modes.keepalive),
         ("fresh", &r.modes.fresh),

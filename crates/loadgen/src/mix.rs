@@ -1,18 +1,49 @@
-//! The request mix: which request is slow, and how it gets its connection
-//! (keep-alive pool, fresh connection, or HTTP/2).
+//! The request mix: which request is slow, which is a `POST`, and how it
+//! gets its connection (keep-alive pool, fresh connection, or HTTP/2).
 //!
 //! Each choice is a hash of the request's sequence number, so a run is
 //! reproducible from its seed and no random state is shared between tasks.
-//! URIs are built once, up front; a request only clones one (a reference count).
+//! URIs are built once, up front; a request only clones one (a reference
+//! count). A `POST`'s body is a slice of one static pattern, its offset and
+//! length drawn per request: bodies vary and cost no allocation.
 
+use bytes::Bytes;
 use http::Uri;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError, MsRange};
+use crate::config::{Config, ConfigError, MIX_EPSILON, MsRange};
 
 /// Distinct `/work?ms=` values kept ready; wider ranges are sampled evenly.
 const MAX_WORK_URIS: u64 = 1024;
+
+/// Shortest `POST` body, in bytes.
+pub const MIN_POST_BODY: usize = 128;
+
+/// Longest `POST` body, in bytes.
+pub const MAX_POST_BODY: usize = MIN_POST_BODY + BODY_LENGTHS - 1;
+
+/// Distinct body lengths, and distinct offsets into the pattern.
+const BODY_LENGTHS: usize = 512;
+const BODY_OFFSETS: usize = 256;
+
+/// What `POST` bodies are cut from: printable bytes of no short period.
+static PATTERN: [u8; BODY_OFFSETS + MAX_POST_BODY] = pattern();
+
+const fn pattern<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let mut state: u64 = 0x6c61_6d65_6475_636b;
+    let mut i = 0;
+    while i < N {
+        // A 64-bit LCG (Knuth's MMIX constants), its high bits taken.
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        bytes[i] = b'!' + ((state >> 33) % 94) as u8;
+        i += 1;
+    }
+    bytes
+}
 
 /// Which endpoint a request hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -22,6 +53,8 @@ pub enum Route {
     Root,
     /// `GET /work?ms=N`: answers after N ms.
     Work,
+    /// `POST /` with a body: answers with the same bytes.
+    Echo,
 }
 
 impl Route {
@@ -30,6 +63,36 @@ impl Route {
         match self {
             Route::Root => "root",
             Route::Work => "work",
+            Route::Echo => "echo",
+        }
+    }
+
+    /// The request method of this route.
+    pub fn method(self) -> Method {
+        match self {
+            Route::Root | Route::Work => Method::Get,
+            Route::Echo => Method::Post,
+        }
+    }
+}
+
+/// The request methods sent: `GET` is idempotent, so a proxy may retry it
+/// behind the client's back; `POST` is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `GET /` and `GET /work`.
+    Get,
+    /// `POST /`.
+    Post,
+}
+
+impl Method {
+    /// The method's name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
         }
     }
 }
@@ -66,6 +129,8 @@ pub(crate) struct Plan {
     /// (`http://target/work?ms=5`) for HTTP/2, whose `:authority` and
     /// `:scheme` come from it.
     pub(crate) uri: Uri,
+    /// The body of a `POST` (which must come back), empty otherwise.
+    pub(crate) body: Bytes,
 }
 
 /// The URIs of one protocol: `/` and the prepared `/work?ms=` values.
@@ -104,7 +169,10 @@ pub(crate) struct Mix {
     slow_key: u64,
     mode_key: u64,
     ms_key: u64,
+    body_key: u64,
     slow_fraction: f64,
+    /// A route draw at or above `slow_fraction` and below this is a POST.
+    post_below: f64,
     /// A draw below this is fresh...
     fresh_below: f64,
     /// ...else below this HTTP/2, else keep-alive.
@@ -156,7 +224,14 @@ impl Mix {
             // plan exactly as before.
             mode_key: splitmix64(config.seed ^ 0x6672_6573),
             ms_key: splitmix64(config.seed ^ 0x6d73),
+            body_key: splitmix64(config.seed ^ 0x706f_7374),
             slow_fraction: config.slow_fraction,
+            // Fractions that add up to 1 up to rounding leave no `GET /`.
+            post_below: if config.slow_fraction + config.post_fraction >= 1.0 - MIX_EPSILON {
+                f64::INFINITY
+            } else {
+                config.slow_fraction + config.post_fraction
+            },
             fresh_below,
             h2_below,
             http1,
@@ -170,7 +245,9 @@ impl Mix {
     }
 
     pub(crate) fn plan(&self, seq: u64) -> Plan {
-        let slow = unit(splitmix64(self.slow_key.wrapping_add(seq))) < self.slow_fraction;
+        // One draw for the route: the slow requests are the same with or
+        // without POSTs, which take from the `GET /` share.
+        let route_draw = unit(splitmix64(self.slow_key.wrapping_add(seq)));
         let draw = unit(splitmix64(self.mode_key.wrapping_add(seq)));
         let mode = if draw < self.fresh_below {
             Mode::Fresh
@@ -183,13 +260,34 @@ impl Mix {
             Mode::Http2 => &self.http2,
             Mode::Keepalive | Mode::Fresh => &self.http1,
         };
-        let (route, uri) = if slow {
+        if route_draw < self.slow_fraction {
             let pick = splitmix64(self.ms_key.wrapping_add(seq)) % uris.work.len() as u64;
-            (Route::Work, uris.work[pick as usize].clone())
+            return Plan {
+                route: Route::Work,
+                mode,
+                uri: uris.work[pick as usize].clone(),
+                body: Bytes::new(),
+            };
+        }
+        let (route, body) = if route_draw < self.post_below {
+            (Route::Echo, self.body(seq))
         } else {
-            (Route::Root, uris.root.clone())
+            (Route::Root, Bytes::new())
         };
-        Plan { route, mode, uri }
+        Plan {
+            route,
+            mode,
+            uri: uris.root.clone(),
+            body,
+        }
+    }
+
+    /// Request `seq`'s `POST` body: a slice of the pattern.
+    fn body(&self, seq: u64) -> Bytes {
+        let h = splitmix64(self.body_key.wrapping_add(seq));
+        let offset = (h % BODY_OFFSETS as u64) as usize;
+        let len = MIN_POST_BODY + ((h >> 32) % BODY_LENGTHS as u64) as usize;
+        Bytes::from_static(&PATTERN[offset..offset + len])
     }
 }
 
@@ -233,9 +331,87 @@ mod tests {
             fresh_fraction: fresh,
             h2_fraction: h2,
             slow_ms: ms,
+            post_fraction: 0.0,
             ..Config::new("t:1")
         })
         .unwrap()
+    }
+
+    fn with_posts(slow: f64, post: f64, fresh: f64, h2: f64) -> Mix {
+        Mix::new(&Config {
+            slow_fraction: slow,
+            post_fraction: post,
+            fresh_fraction: fresh,
+            h2_fraction: h2,
+            slow_ms: MsRange { min: 1, max: 1 },
+            ..Config::new("t:1")
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn posts_take_their_share_on_every_protocol_with_varying_bodies() {
+        let m = with_posts(0.2, 0.2, 0.25, 0.25);
+        let n = 100_000;
+        let mut posts = [0u64; 3];
+        let mut lengths = std::collections::BTreeSet::new();
+        let mut heads = std::collections::BTreeSet::new();
+        for seq in 0..n {
+            let p = m.plan(seq);
+            if p.route != Route::Echo {
+                assert!(p.body.is_empty(), "{p:?}");
+                continue;
+            }
+            assert_eq!(p.route.method(), Method::Post);
+            assert_eq!(p.uri.path(), "/");
+            assert!((MIN_POST_BODY..=MAX_POST_BODY).contains(&p.body.len()));
+            lengths.insert(p.body.len());
+            heads.insert(p.body.slice(..8));
+            posts[match p.mode {
+                Mode::Keepalive => 0,
+                Mode::Fresh => 1,
+                Mode::Http2 => 2,
+            }] += 1;
+        }
+        let frac = |k: u64| k as f64 / n as f64;
+        let all: u64 = posts.iter().sum();
+        assert!((frac(all) - 0.2).abs() < 0.01, "{posts:?}");
+        for (got, share) in posts.iter().zip([0.5, 0.25, 0.25]) {
+            assert!((frac(*got) - 0.2 * share).abs() < 0.01, "{posts:?}");
+        }
+        // Bodies differ in length and content.
+        assert_eq!(lengths.len(), BODY_LENGTHS);
+        assert!(heads.len() > 200, "{}", heads.len());
+        // The slow requests are the same with or without POSTs.
+        let without = with_posts(0.2, 0.0, 0.25, 0.25);
+        for seq in 0..10_000 {
+            let (a, b) = (m.plan(seq), without.plan(seq));
+            assert_eq!(a.route == Route::Work, b.route == Route::Work);
+            assert_eq!(a.mode, b.mode);
+        }
+    }
+
+    #[test]
+    fn slow_and_post_fractions_that_add_up_to_one_leave_no_get_root() {
+        for (slow, post) in [(0.7, 0.3), (0.0, 1.0), (0.1, 0.9)] {
+            let m = with_posts(slow, post, 0.0, 0.0);
+            for seq in 0..20_000 {
+                assert_ne!(m.plan(seq).route, Route::Root, "{slow} + {post}");
+            }
+        }
+        let m = with_posts(0.0, 0.0, 0.0, 0.0);
+        assert!((0..1000).all(|seq| m.plan(seq).route == Route::Root));
+    }
+
+    #[test]
+    fn the_pattern_has_no_short_period() {
+        for period in 1..=64 {
+            assert!(
+                PATTERN.iter().zip(&PATTERN[period..]).any(|(a, b)| a != b),
+                "{period}"
+            );
+        }
+        assert!(PATTERN.iter().all(|b| b.is_ascii_graphic()));
     }
 
     #[test]
@@ -379,9 +555,15 @@ mod tests {
         let b = mix(0.5, 0.5, MsRange { min: 1, max: 100 });
         let c = mix3(0.5, 0.2, 0.3, MsRange { min: 1, max: 100 });
         let d = mix3(0.5, 0.2, 0.3, MsRange { min: 1, max: 100 });
+        let (e, f) = (
+            with_posts(0.2, 0.5, 0.0, 0.0),
+            with_posts(0.2, 0.5, 0.0, 0.0),
+        );
         for seq in 0..1000 {
             let (p, q) = (c.plan(seq), d.plan(seq));
             assert_eq!((p.route, p.mode, p.uri), (q.route, q.mode, q.uri));
+            let (p, q) = (e.plan(seq), f.plan(seq));
+            assert_eq!((p.route, p.body), (q.route, q.body));
             let (p, q) = (a.plan(seq), b.plan(seq));
             assert_eq!((p.route, p.mode, p.uri), (q.route, q.mode, q.uri));
         }

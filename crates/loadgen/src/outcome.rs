@@ -11,8 +11,21 @@ use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
+
+/// The header with which lameduck's demo names the replica on every
+/// response it builds: a response without it came from something in between
+/// (a proxy's 502, 503 or 504), or from another server.
+pub const REPLICA_HEADER: &str = "lameduck-replica";
+
+/// The header lameduck's demo adds once the replica's shutdown has begun
+/// (`draining`, then `closing`): the answer came after its SIGTERM.
+pub const PHASE_HEADER: &str = "lameduck-phase";
+
+const REPLICA: HeaderName = HeaderName::from_static(REPLICA_HEADER);
+const PHASE: HeaderName = HeaderName::from_static(PHASE_HEADER);
 
 /// Outcome kinds, as named in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,6 +53,8 @@ pub enum Kind {
     /// request was resent once and the resend got a 2xx response. Neither ok
     /// nor a failure.
     RefusedResent,
+    /// A `POST /` answered with a 2xx whose body is not the body sent.
+    WrongEcho,
 }
 
 impl Kind {
@@ -68,6 +83,43 @@ pub(crate) struct Response {
     /// An HTTP/2 request refused unprocessed and resent: this is the
     /// resend's response.
     pub(crate) resent: bool,
+    /// For a `POST /`: how the body that came back differs from the one
+    /// sent.
+    pub(crate) wrong_echo: Option<String>,
+    /// What the application's headers said.
+    pub(crate) marks: Marks,
+}
+
+/// What a response says of who answered it, and when.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Marks {
+    /// `lameduck-replica`: the application answered, as this replica.
+    pub(crate) replica: Option<HeaderValue>,
+    /// `lameduck-phase` was there: answered after the replica's shutdown
+    /// began.
+    pub(crate) in_shutdown: bool,
+}
+
+impl Marks {
+    /// Takes the marks out of a response's headers (the value is moved, not
+    /// copied).
+    pub(crate) fn take(headers: &mut HeaderMap) -> Self {
+        Self {
+            replica: headers.remove(REPLICA),
+            in_shutdown: headers.contains_key(PHASE),
+        }
+    }
+}
+
+/// Who produced a response that is not a 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// It carried `lameduck-replica`: the application's own answer.
+    Application,
+    /// It did not: a proxy or something else in between, or a server that
+    /// does not mark its answers.
+    NoMarker,
 }
 
 /// How one request ended.
@@ -87,6 +139,9 @@ impl Outcome {
 
     pub(crate) fn kind(&self) -> Kind {
         match self {
+            Outcome::Response(r) if r.status.is_success() && r.wrong_echo.is_some() => {
+                Kind::WrongEcho
+            }
             Outcome::Response(r) if r.status.is_success() && r.resent => Kind::RefusedResent,
             Outcome::Response(r) if r.status.is_success() => Kind::Ok,
             Outcome::Response(_) => Kind::Status,
@@ -197,8 +252,6 @@ fn has_io_source(err: &(dyn StdError + 'static)) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn response(status: u16, close: bool) -> Outcome {
@@ -207,6 +260,8 @@ mod tests {
             close,
             body: Bytes::new(),
             resent: false,
+            wrong_echo: None,
+            marks: Marks::default(),
         })
     }
 
@@ -225,11 +280,27 @@ mod tests {
                 close: false,
                 body: Bytes::new(),
                 resent: true,
+                wrong_echo: None,
+                marks: Marks::default(),
             })
         };
         assert_eq!(resent(200).kind(), Kind::RefusedResent);
         // A resend answered with an error status is that failure.
         assert_eq!(resent(503).kind(), Kind::Status);
+        let echo = |status, resent| {
+            Outcome::Response(Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                close: false,
+                body: Bytes::new(),
+                resent,
+                wrong_echo: Some("differs".into()),
+                marks: Marks::default(),
+            })
+        };
+        assert_eq!(echo(200, false).kind(), Kind::WrongEcho);
+        assert_eq!(echo(200, true).kind(), Kind::WrongEcho);
+        // An error status is the failure, whatever its body.
+        assert_eq!(echo(502, false).kind(), Kind::Status);
     }
 
     #[test]
@@ -238,6 +309,7 @@ mod tests {
         assert!(!Kind::Aborted.is_failure());
         assert!(!Kind::RefusedResent.is_failure());
         for k in [
+            Kind::WrongEcho,
             Kind::Status,
             Kind::ConnectRefused,
             Kind::ConnectError,
@@ -273,6 +345,20 @@ mod tests {
             message.contains("250ms") && message.contains("connecting"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn marks_are_taken_from_the_headers() {
+        let mut h = HeaderMap::new();
+        assert!(Marks::take(&mut h).replica.is_none());
+        h.insert("lameduck-replica", HeaderValue::from_static("pod-a"));
+        assert!(!Marks::take(&mut h).in_shutdown);
+        h.insert("lameduck-replica", HeaderValue::from_static("pod-a"));
+        h.insert("Lameduck-Phase", HeaderValue::from_static("draining"));
+        let marks = Marks::take(&mut h);
+        assert_eq!(marks.replica.unwrap(), "pod-a");
+        assert!(marks.in_shutdown);
+        assert!(!h.contains_key(REPLICA_HEADER), "moved out");
     }
 
     #[test]

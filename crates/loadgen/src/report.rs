@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::outcome::Kind;
+use crate::outcome::{Kind, Origin};
 
 /// Version of the report format; bumped on incompatible changes.
 ///
@@ -14,7 +14,14 @@ use crate::outcome::Kind;
 ///
 /// 3: long-lived clients (`streams`, `stream_failures`), which
 /// [`Report::is_clean`] takes into account.
-pub const REPORT_VERSION: u32 = 3;
+///
+/// 4: `POST /` requests (`routes.echo`, `methods`, the failure kind
+/// `wrong_echo`), error statuses by origin (`status_by_origin` in every
+/// `outcomes`), answers per replica header (`answered_by`,
+/// `served_in_shutdown`), failures located per second
+/// (`timeline[].failures`), and the wall clock in progress snapshots
+/// (`now_unix_ms`).
+pub const REPORT_VERSION: u32 = 4;
 
 /// Everything a run observed. Invariant: `sent == outcomes.total()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,8 +63,23 @@ pub struct Report {
     pub routes: Routes,
     /// Outcomes per connection mode and protocol.
     pub modes: Modes,
+    /// Outcomes per request method (`GET` and `POST`), and within each per
+    /// connection mode and protocol.
+    #[serde(default)]
+    pub methods: Methods,
     /// `GET /` answers (2xx) per replica name, the body of the response.
     pub served_by: BTreeMap<String, u64>,
+    /// Answers (2xx: `ok` and `refused_resent`) of every route and protocol
+    /// per replica, as named by their `lameduck-replica` header; answers
+    /// without it are not counted here (a target that never sets it leaves
+    /// this empty).
+    #[serde(default)]
+    pub answered_by: BTreeMap<String, u64>,
+    /// Of `answered_by`, those that also carried `lameduck-phase`: answered
+    /// after the replica's shutdown had begun (after its SIGTERM), on the
+    /// server's own account.
+    #[serde(default)]
+    pub served_in_shutdown: BTreeMap<String, u64>,
     /// One entry per second of the run.
     pub timeline: Vec<Second>,
     /// The first failures' messages, verbatim.
@@ -135,14 +157,47 @@ pub struct Outcomes {
     /// ok nor a failure.
     #[serde(default)]
     pub refused_resent: u64,
+    /// `POST /` answered with a 2xx whose body is not the one sent.
+    #[serde(default)]
+    pub wrong_echo: u64,
+    /// The `status` responses again, by who produced them.
+    #[serde(default)]
+    pub status_by_origin: StatusByOrigin,
+}
+
+/// Non-2xx responses per status code, by whether they carried the
+/// application's `lameduck-replica` header. Invariant: per code,
+/// `application + no_marker` is [`Outcomes::status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusByOrigin {
+    /// Answered by the application itself (e.g. its 404 or 413).
+    pub application: BTreeMap<u16, u64>,
+    /// Without the header: a proxy in between (its 502, 503, 504), or a
+    /// target that never sets it.
+    pub no_marker: BTreeMap<u16, u64>,
+}
+
+impl StatusByOrigin {
+    /// All of them, from either origin.
+    pub fn total(&self) -> u64 {
+        self.application.values().sum::<u64>() + self.no_marker.values().sum::<u64>()
+    }
 }
 
 impl Outcomes {
-    /// Counts one outcome; `status` is used for [`Kind::Status`].
-    pub fn add(&mut self, kind: Kind, status: u16) {
+    /// Counts one outcome; `status` and `origin` are used for
+    /// [`Kind::Status`].
+    pub fn add(&mut self, kind: Kind, status: u16, origin: Origin) {
         match kind {
             Kind::Ok => self.ok += 1,
-            Kind::Status => *self.status.entry(status).or_default() += 1,
+            Kind::Status => {
+                *self.status.entry(status).or_default() += 1;
+                let by_origin = match origin {
+                    Origin::Application => &mut self.status_by_origin.application,
+                    Origin::NoMarker => &mut self.status_by_origin.no_marker,
+                };
+                *by_origin.entry(status).or_default() += 1;
+            }
             Kind::ConnectRefused => self.connect_refused += 1,
             Kind::ConnectError => self.connect_error += 1,
             Kind::Reset => self.reset += 1,
@@ -150,6 +205,7 @@ impl Outcomes {
             Kind::Other => self.other += 1,
             Kind::Aborted => self.aborted += 1,
             Kind::RefusedResent => self.refused_resent += 1,
+            Kind::WrongEcho => self.wrong_echo += 1,
         }
     }
 
@@ -161,6 +217,7 @@ impl Outcomes {
             + self.reset
             + self.timeout
             + self.other
+            + self.wrong_echo
     }
 
     /// All outcomes.
@@ -229,13 +286,16 @@ pub struct RouteReport {
     pub latency: Latency,
 }
 
-/// Numbers for `GET /` and `GET /work`.
+/// Numbers for `GET /`, `GET /work` and `POST /`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Routes {
     /// `GET /`.
     pub root: RouteReport,
     /// `GET /work?ms=…`.
     pub work: RouteReport,
+    /// `POST /`, whose answer must echo its body.
+    #[serde(default)]
+    pub echo: RouteReport,
 }
 
 /// Per-mode numbers.
@@ -259,6 +319,27 @@ pub struct Modes {
     pub http2: ModeReport,
 }
 
+/// Numbers for one request method.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodReport {
+    /// Requests started.
+    pub sent: u64,
+    /// Their outcomes.
+    pub outcomes: Outcomes,
+    /// The same per connection mode and protocol.
+    pub modes: Modes,
+}
+
+/// Numbers per request method: a proxy may retry a `GET` on its own, never
+/// a `POST`, so a failure a proxy hid from `GET`s shows on `POST`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Methods {
+    /// `GET /` and `GET /work`.
+    pub get: MethodReport,
+    /// `POST /`.
+    pub post: MethodReport,
+}
+
 /// One second of the run. Requests count as sent in the second they started
 /// and by outcome in the second they ended, so failures line up with what
 /// the server was doing when they were observed.
@@ -274,6 +355,66 @@ pub struct Second {
     pub outcomes: Outcomes,
     /// `GET /` answers per replica.
     pub served_by: BTreeMap<String, u64>,
+    /// Failures observed in this second, located: requests by protocol and
+    /// by method (in the second they ended), long-lived streams by kind (in
+    /// the second they failed).
+    #[serde(default)]
+    pub failures: SecondFailures,
+}
+
+/// The failures of one second, split two ways for requests (each way adds
+/// up to the second's failed `outcomes`) and by kind for streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFailures {
+    /// Failed requests on pooled HTTP/1.1 connections.
+    pub keepalive: u64,
+    /// Failed requests on fresh HTTP/1.1 connections.
+    pub fresh: u64,
+    /// Failed HTTP/2 requests.
+    pub http2: u64,
+    /// Failed `GET`s.
+    pub get: u64,
+    /// Failed `POST`s.
+    pub post: u64,
+    /// Failed Server-Sent Events streams and attempts to open one.
+    pub sse: u64,
+    /// Failed WebSocket streams and attempts to open one.
+    pub ws: u64,
+}
+
+impl SecondFailures {
+    /// Failed requests (either way of counting them).
+    pub fn requests(&self) -> u64 {
+        self.keepalive + self.fresh + self.http2
+    }
+
+    /// Failed streams of both kinds.
+    pub fn streams(&self) -> u64 {
+        self.sse + self.ws
+    }
+}
+
+/// Puts the long-lived clients' failures, counted per second of the run
+/// (`[sse, ws]` for second `i`), into the timeline, which grows to hold
+/// them if need be.
+pub(crate) fn place_stream_failures(
+    timeline: &mut Vec<Second>,
+    started_unix_ms: u64,
+    per_second: &[[u64; 2]],
+) {
+    for (i, [sse, ws]) in per_second.iter().enumerate() {
+        if sse + ws == 0 {
+            continue;
+        }
+        while timeline.len() <= i {
+            timeline.push(Second {
+                t_unix_ms: started_unix_ms + 1000 * timeline.len() as u64,
+                ..Second::default()
+            });
+        }
+        timeline[i].failures.sse += sse;
+        timeline[i].failures.ws += ws;
+    }
 }
 
 /// A failure's message, verbatim.
@@ -460,6 +601,12 @@ pub struct StreamErrorSample {
 /// A live snapshot (`--progress`, `GET /progress`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The load generator's wall clock when the snapshot was taken, Unix
+    /// milliseconds: a caller on another machine that polls `/progress`
+    /// measures the offset between the two clocks from it (the sample with
+    /// the shortest round trip bounds the error by half that trip).
+    #[serde(default)]
+    pub now_unix_ms: u64,
     /// Since the start of the run.
     pub elapsed_ms: u64,
     /// Requests started so far.
@@ -495,27 +642,39 @@ mod tests {
     #[test]
     fn outcome_sums() {
         let mut o = Outcomes::default();
-        for (k, s) in [
-            (Kind::Ok, 200),
-            (Kind::Ok, 204),
-            (Kind::Status, 503),
-            (Kind::Status, 503),
-            (Kind::Status, 502),
-            (Kind::Reset, 0),
-            (Kind::Timeout, 0),
-            (Kind::ConnectRefused, 0),
-            (Kind::ConnectError, 0),
-            (Kind::Other, 0),
-            (Kind::Aborted, 0),
-            (Kind::RefusedResent, 200),
+        let (app, none) = (Origin::Application, Origin::NoMarker);
+        for (k, s, origin) in [
+            (Kind::Ok, 200, app),
+            (Kind::Ok, 204, none),
+            (Kind::Status, 503, app),
+            (Kind::Status, 503, none),
+            (Kind::Status, 502, none),
+            (Kind::Status, 404, app),
+            (Kind::Reset, 0, none),
+            (Kind::Timeout, 0, none),
+            (Kind::ConnectRefused, 0, none),
+            (Kind::ConnectError, 0, none),
+            (Kind::Other, 0, none),
+            (Kind::Aborted, 0, none),
+            (Kind::RefusedResent, 200, app),
+            (Kind::WrongEcho, 200, app),
         ] {
-            o.add(k, s);
+            o.add(k, s, origin);
         }
         assert_eq!(o.ok, 2);
-        assert_eq!(o.status, BTreeMap::from([(502, 1), (503, 2)]));
-        assert_eq!(o.failures(), 8);
+        assert_eq!(o.status, BTreeMap::from([(404, 1), (502, 1), (503, 2)]));
+        assert_eq!(
+            o.status_by_origin,
+            StatusByOrigin {
+                application: BTreeMap::from([(404, 1), (503, 1)]),
+                no_marker: BTreeMap::from([(502, 1), (503, 1)]),
+            }
+        );
+        assert_eq!(o.status_by_origin.total(), 4);
+        assert_eq!(o.failures(), 10);
         assert_eq!(o.refused_resent, 1);
-        assert_eq!(o.total(), 12);
+        assert_eq!(o.wrong_echo, 1);
+        assert_eq!(o.total(), 14);
     }
 
     #[test]
@@ -530,7 +689,7 @@ mod tests {
         };
         let outcomes = v1(
             serde_json::to_value(Outcomes::default()).unwrap(),
-            &["refused_resent"],
+            &["refused_resent", "wrong_echo", "status_by_origin"],
         );
         let o: Outcomes = serde_json::from_value(outcomes.clone()).unwrap();
         assert_eq!(o, Outcomes::default());
@@ -553,11 +712,32 @@ mod tests {
     }
 
     #[test]
+    fn stream_failures_land_in_their_second() {
+        let mut timeline = vec![Second {
+            t_unix_ms: 5000,
+            sent: 3,
+            ..Second::default()
+        }];
+        place_stream_failures(&mut timeline, 5000, &[[1, 0], [0, 0], [0, 0], [2, 3]]);
+        assert_eq!(timeline.len(), 4);
+        assert_eq!((timeline[0].sent, timeline[0].failures.sse), (3, 1));
+        assert_eq!(timeline[1].failures, SecondFailures::default());
+        assert_eq!(timeline[3].t_unix_ms, 8000);
+        assert_eq!((timeline[3].failures.sse, timeline[3].failures.ws), (2, 3));
+        assert_eq!(timeline[3].failures.streams(), 5);
+        // Nothing to place: nothing grows.
+        let mut short = Vec::new();
+        place_stream_failures(&mut short, 0, &[[0, 0], [0, 0]]);
+        assert!(short.is_empty());
+    }
+
+    #[test]
     fn status_codes_are_json_object_keys() {
         let mut o = Outcomes::default();
-        o.add(Kind::Status, 503);
+        o.add(Kind::Status, 503, Origin::NoMarker);
         let v = serde_json::to_value(&o).unwrap();
         assert_eq!(v["status"]["503"], 1);
+        assert_eq!(v["status_by_origin"]["no_marker"]["503"], 1);
         let back: Outcomes = serde_json::from_value(v).unwrap();
         assert_eq!(back, o);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::engine::Shared;
+use crate::context::RunContext;
 use crate::mix::Mode;
 use crate::report::StopReason;
 use crate::worker::{self, Job};
@@ -16,7 +16,7 @@ use crate::worker::{self, Job};
 /// Dispatches requests until a bound or a stop; returns why it stopped and
 /// how many requests it dispatched.
 pub(crate) async fn schedule(
-    shared: &Arc<Shared>,
+    shared: &Arc<RunContext>,
     start: Instant,
     keepalive: mpsc::Sender<Job>,
     http2: mpsc::Sender<Job>,

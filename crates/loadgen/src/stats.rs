@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::config::Config;
-use crate::mix::{Mode, Plan, Route};
-use crate::outcome::{Kind, Outcome};
+use crate::mix::{Method, Mode, Plan, Route};
+use crate::outcome::{Kind, Origin, Outcome};
 use crate::report::{
-    Connections, ErrorSample, Latency, ModeReport, Modes, Outcomes, Progress, REPORT_VERSION,
-    Report, RouteReport, Routes, Second, StopReason, Streams,
+    Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
+    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, StopReason, Streams,
 };
 
 /// Latencies above an hour are clamped (timeouts are far shorter).
@@ -43,9 +43,15 @@ struct Stats {
     outcomes: Outcomes,
     connections: Connections,
     latency: Histogram<u64>,
-    routes: [RouteStats; 2],
+    routes: [RouteStats; 3],
     modes: [ModeReport; 3],
+    /// Per method, all modes together...
+    methods: [ModeReport; 2],
+    /// ...and per mode.
+    method_modes: [[ModeReport; 3]; 2],
     served_by: BTreeMap<String, u64>,
+    answered_by: BTreeMap<String, u64>,
+    served_in_shutdown: BTreeMap<String, u64>,
     timeline: Vec<Second>,
     errors: Vec<ErrorSample>,
 }
@@ -65,6 +71,14 @@ fn route_idx(r: Route) -> usize {
     match r {
         Route::Root => 0,
         Route::Work => 1,
+        Route::Echo => 2,
+    }
+}
+
+fn method_idx(m: Method) -> usize {
+    match m {
+        Method::Get => 0,
+        Method::Post => 1,
     }
 }
 
@@ -78,6 +92,14 @@ fn mode_idx(m: Mode) -> usize {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The wall clock, Unix milliseconds.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
 }
 
 impl Recorder {
@@ -102,9 +124,13 @@ impl Recorder {
                 outcomes: Outcomes::default(),
                 connections: Connections::default(),
                 latency: histogram(),
-                routes: [route(), route()],
+                routes: [route(), route(), route()],
                 modes: Default::default(),
+                methods: Default::default(),
+                method_modes: Default::default(),
                 served_by: BTreeMap::new(),
+                answered_by: BTreeMap::new(),
+                served_in_shutdown: BTreeMap::new(),
                 timeline: Vec::new(),
                 errors: Vec::new(),
             }),
@@ -120,10 +146,7 @@ impl Recorder {
     pub(crate) fn begin(&self) -> Instant {
         let mut s = self.lock();
         s.start = Instant::now();
-        s.start_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(millis)
-            .unwrap_or(0);
+        s.start_unix_ms = unix_now_ms();
         s.start
     }
 
@@ -136,6 +159,9 @@ impl Recorder {
         s.sent += 1;
         s.routes[route_idx(plan.route)].sent += 1;
         s.modes[mode_idx(plan.mode)].sent += 1;
+        let method = method_idx(plan.route.method());
+        s.methods[method].sent += 1;
+        s.method_modes[method][mode_idx(plan.mode)].sent += 1;
         s.max_start_delay = s.max_start_delay.max(delay);
         s.late_start += u64::from(late);
         let sec = s.second(now);
@@ -187,23 +213,37 @@ impl Recorder {
         let latency_us = u64::try_from(now.saturating_duration_since(started).as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let (status, replica) = match outcome {
+        // A resent request was answered by a replica all the same.
+        let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
+        let (status, replica, origin, marked) = match outcome {
             Outcome::Response(r) => {
-                // A resent request was answered by a replica all the same.
-                let answered = matches!(kind, Kind::Ok | Kind::RefusedResent);
                 let name = (answered && plan.route == Route::Root).then(|| replica_name(&r.body));
-                (r.status.as_u16(), name)
+                let origin = if r.marks.replica.is_some() {
+                    Origin::Application
+                } else {
+                    Origin::NoMarker
+                };
+                let marked = r.marks.replica.as_ref().filter(|_| answered);
+                let marked = marked.map(|v| (replica_name(v.as_bytes()), r.marks.in_shutdown));
+                (r.status.as_u16(), name, origin, marked)
             }
-            Outcome::Failed { .. } => (0, None),
+            Outcome::Failed { .. } => (0, None, Origin::NoMarker, None),
         };
 
         let mut guard = self.lock();
         let s = &mut *guard;
         s.ended += 1;
-        s.outcomes.add(kind, status);
-        s.modes[mode_idx(plan.mode)].outcomes.add(kind, status);
+        s.outcomes.add(kind, status, origin);
+        s.modes[mode_idx(plan.mode)]
+            .outcomes
+            .add(kind, status, origin);
+        let method = method_idx(plan.route.method());
+        s.methods[method].outcomes.add(kind, status, origin);
+        s.method_modes[method][mode_idx(plan.mode)]
+            .outcomes
+            .add(kind, status, origin);
         let route = &mut s.routes[route_idx(plan.route)];
-        route.outcomes.add(kind, status);
+        route.outcomes.add(kind, status, origin);
         if let Outcome::Response(r) = outcome {
             route.latency.saturating_record(latency_us);
             s.latency.saturating_record(latency_us);
@@ -214,8 +254,26 @@ impl Recorder {
         if let Some(name) = &replica {
             bump(&mut s.served_by, name);
         }
+        if let Some((name, in_shutdown)) = &marked {
+            bump(&mut s.answered_by, name);
+            if *in_shutdown {
+                bump(&mut s.served_in_shutdown, name);
+            }
+        }
         let sec = s.second(now);
-        sec.outcomes.add(kind, status);
+        sec.outcomes.add(kind, status, origin);
+        if kind.is_failure() {
+            let f = &mut sec.failures;
+            *match plan.mode {
+                Mode::Keepalive => &mut f.keepalive,
+                Mode::Fresh => &mut f.fresh,
+                Mode::Http2 => &mut f.http2,
+            } += 1;
+            *match plan.route.method() {
+                Method::Get => &mut f.get,
+                Method::Post => &mut f.post,
+            } += 1;
+        }
         if let Some(name) = &replica {
             bump(&mut sec.served_by, name);
         }
@@ -223,7 +281,10 @@ impl Recorder {
             let at_unix_ms = s.unix_ms(now);
             let message = match outcome {
                 Outcome::Failed { message, .. } => message.clone(),
-                Outcome::Response(r) => status_message(r),
+                Outcome::Response(r) => match &r.wrong_echo {
+                    Some(wrong) if kind == Kind::WrongEcho => format!("HTTP {}: {wrong}", r.status),
+                    _ => status_message(r),
+                },
             };
             s.errors.push(ErrorSample {
                 at_unix_ms,
@@ -238,6 +299,7 @@ impl Recorder {
     }
 
     pub(crate) fn progress(&self, stopping: bool) -> Progress {
+        let now_unix_ms = unix_now_ms();
         let now = Instant::now();
         let s = self.lock();
         let elapsed = now.saturating_duration_since(s.start);
@@ -250,6 +312,7 @@ impl Recorder {
             s.sent as f64 / elapsed.as_secs_f64()
         };
         Progress {
+            now_unix_ms,
             elapsed_ms: if s.start_unix_ms == 0 {
                 0
             } else {
@@ -305,19 +368,38 @@ impl Recorder {
             routes: Routes {
                 root: route(&s.routes[0]),
                 work: route(&s.routes[1]),
+                echo: route(&s.routes[2]),
             },
-            modes: Modes {
-                keepalive: s.modes[0].clone(),
-                fresh: s.modes[1].clone(),
-                http2: s.modes[2].clone(),
+            modes: modes(&s.modes),
+            methods: Methods {
+                get: method(&s.methods[0], &s.method_modes[0]),
+                post: method(&s.methods[1], &s.method_modes[1]),
             },
             served_by: s.served_by.clone(),
+            answered_by: s.answered_by.clone(),
+            served_in_shutdown: s.served_in_shutdown.clone(),
             timeline: s.timeline.clone(),
             errors: s.errors.clone(),
             // The long-lived clients keep books of their own.
             streams: Streams::default(),
             stream_failures: 0,
         }
+    }
+}
+
+fn modes(m: &[ModeReport; 3]) -> Modes {
+    Modes {
+        keepalive: m[0].clone(),
+        fresh: m[1].clone(),
+        http2: m[2].clone(),
+    }
+}
+
+fn method(total: &ModeReport, per_mode: &[ModeReport; 3]) -> MethodReport {
+    MethodReport {
+        sent: total.sent,
+        outcomes: total.outcomes.clone(),
+        modes: modes(per_mode),
     }
 }
 
@@ -349,7 +431,8 @@ fn bump(map: &mut BTreeMap<String, u64>, name: &str) {
     }
 }
 
-/// The replica name in a `GET /` body; borrowed unless it needs repair.
+/// The replica name in a `GET /` body or a `lameduck-replica` header;
+/// borrowed unless it needs repair.
 fn replica_name(body: &[u8]) -> std::borrow::Cow<'_, str> {
     let body = body.trim_ascii();
     let body = &body[..body.len().min(MAX_NAME)];
@@ -396,13 +479,14 @@ mod tests {
     use http::{StatusCode, Uri};
 
     use super::*;
-    use crate::outcome::Response;
+    use crate::outcome::{Marks, Response};
 
     fn plan(route: Route, mode: Mode) -> Plan {
         Plan {
             route,
             mode,
             uri: Uri::from_static("/"),
+            body: Bytes::new(),
         }
     }
 
@@ -412,6 +496,8 @@ mod tests {
             close: false,
             body: Bytes::from_static(body.as_bytes()),
             resent: false,
+            wrong_echo: None,
+            marks: Marks::default(),
         })
     }
 
@@ -443,6 +529,8 @@ mod tests {
             close: true,
             body: Bytes::from_static(b"pod-b"),
             resent: false,
+            wrong_echo: None,
+            marks: Marks::default(),
         });
         r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
         let rep = r.report(
@@ -484,6 +572,8 @@ mod tests {
             close: true,
             body: Bytes::from_static(b"draining\n"),
             resent: false,
+            wrong_echo: None,
+            marks: Marks::default(),
         });
         r.ended(&work, t0, t0, &status, false);
         r.ended(&work, t0, t0, &fail, true);
@@ -492,6 +582,10 @@ mod tests {
         assert_eq!(rep.late_start, 2);
         assert!((rep.max_start_delay_ms - 40.0).abs() < 0.01);
         assert_eq!(rep.failures, 3);
+        // Located in their second, by protocol and by method.
+        let f = &rep.timeline[0].failures;
+        assert_eq!((f.fresh, f.keepalive, f.http2), (3, 0, 0));
+        assert_eq!((f.get, f.post), (3, 0));
         assert_eq!(rep.errors.len(), 2, "capped at error_samples");
         assert_eq!(
             rep.errors[0].message,
@@ -519,6 +613,8 @@ mod tests {
             close: false,
             body: Bytes::from_static(b"pod-c"),
             resent: true,
+            wrong_echo: None,
+            marks: Marks::default(),
         });
         for outcome in [ok("pod-c"), resent] {
             r.started(&h2, t0, t0);
@@ -544,6 +640,106 @@ mod tests {
     }
 
     #[test]
+    fn posts_are_counted_per_method_and_mode_and_a_wrong_echo_fails() {
+        let r = recorder();
+        let t0 = r.begin();
+        let echoed = |wrong: Option<&str>| {
+            Outcome::Response(Response {
+                status: StatusCode::OK,
+                close: false,
+                body: Bytes::from_static(b"abc"),
+                resent: false,
+                wrong_echo: wrong.map(str::to_owned),
+                marks: Marks::default(),
+            })
+        };
+        for (route, mode, outcome) in [
+            (Route::Echo, Mode::Http2, echoed(None)),
+            (
+                Route::Echo,
+                Mode::Fresh,
+                echoed(Some("the echo has 3 of the 9 bytes sent")),
+            ),
+            (Route::Root, Mode::Http2, ok("pod-a")),
+            (Route::Work, Mode::Keepalive, ok("worked")),
+        ] {
+            let p = plan(route, mode);
+            r.started(&p, t0, t0);
+            r.ended(&p, t0, t0, &outcome, false);
+        }
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 4);
+        let (get, post) = (&rep.methods.get, &rep.methods.post);
+        assert_eq!((get.sent, get.outcomes.ok), (2, 2));
+        assert_eq!(
+            (post.sent, post.outcomes.ok, post.outcomes.wrong_echo),
+            (2, 1, 1)
+        );
+        assert_eq!(post.modes.http2.outcomes.ok, 1);
+        assert_eq!(post.modes.fresh.outcomes.wrong_echo, 1);
+        assert_eq!(post.modes.keepalive.sent, 0);
+        assert_eq!((get.modes.http2.sent, get.modes.keepalive.sent), (1, 1));
+        assert_eq!(rep.routes.echo.sent, 2);
+        assert_eq!(rep.failures, 1);
+        let f = &rep.timeline[0].failures;
+        assert_eq!((f.get, f.post, f.fresh, f.requests()), (0, 1, 1, 1));
+        assert_eq!(rep.errors[0].kind, Kind::WrongEcho);
+        assert_eq!(rep.errors[0].route, Route::Echo);
+        assert_eq!(
+            rep.errors[0].message,
+            "HTTP 200 OK: the echo has 3 of the 9 bytes sent"
+        );
+        // An echo names no replica; `GET /` answers do.
+        assert_eq!(rep.served_by, BTreeMap::from([("pod-a".into(), 1)]));
+        assert_eq!(rep.sent, rep.outcomes.total());
+    }
+
+    #[test]
+    fn answers_are_counted_per_replica_header_and_in_shutdown() {
+        let r = recorder();
+        let t0 = r.begin();
+        let marked = |status: u16, replica: Option<&'static str>, in_shutdown: bool| {
+            Outcome::Response(Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                close: false,
+                body: Bytes::from_static(b"body"),
+                resent: false,
+                wrong_echo: None,
+                marks: Marks {
+                    replica: replica.map(http::HeaderValue::from_static),
+                    in_shutdown,
+                },
+            })
+        };
+        for (route, outcome) in [
+            (Route::Work, marked(200, Some("pod-a"), false)),
+            (Route::Echo, marked(200, Some("pod-a"), true)),
+            (Route::Root, marked(200, Some("pod-b"), true)),
+            // Not answered: neither counts.
+            (Route::Root, marked(503, Some("pod-b"), true)),
+            // Unmarked: counted under served_by (the body) alone.
+            (Route::Root, marked(200, None, false)),
+        ] {
+            let p = plan(route, Mode::Keepalive);
+            r.started(&p, t0, t0);
+            r.ended(&p, t0, t0, &outcome, false);
+        }
+        let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 5);
+        assert_eq!(
+            rep.answered_by,
+            BTreeMap::from([("pod-a".into(), 2), ("pod-b".into(), 1)])
+        );
+        assert_eq!(
+            rep.served_in_shutdown,
+            BTreeMap::from([("pod-a".into(), 1), ("pod-b".into(), 1)])
+        );
+        assert_eq!(rep.served_by, BTreeMap::from([("body".into(), 2)]));
+        assert_eq!(
+            rep.outcomes.status_by_origin.application.get(&503),
+            Some(&1)
+        );
+    }
+
+    #[test]
     fn progress_counts_in_flight() {
         let r = recorder();
         let t0 = r.begin();
@@ -551,12 +747,16 @@ mod tests {
         r.started(&p, t0, t0);
         r.started(&p, t0, t0);
         r.ended(&p, t0, t0, &ok("x"), false);
+        let before = unix_now_ms();
         let snap = r.progress(false);
+        let after = unix_now_ms();
         assert_eq!(
             (snap.sent, snap.in_flight, snap.ok, snap.failures),
             (2, 1, 1, 0)
         );
         assert!(!snap.done);
+        // The clock at the snapshot, not the run's start.
+        assert!((before..=after).contains(&snap.now_unix_ms), "{snap:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
 use crate::conn::{self, Conn};
-use crate::engine::Shared;
+use crate::context::RunContext;
 use crate::mix::Plan;
 use crate::outcome::{self, Outcome, Phase};
 
@@ -28,7 +28,7 @@ pub(crate) type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
 /// The next job, started now; `None` once the queue is closed. A job that
 /// comes after the drain's abort is counted as never started.
-pub(crate) async fn next_job(shared: &Shared, queue: &Queue) -> Option<(Job, Instant)> {
+pub(crate) async fn next_job(shared: &RunContext, queue: &Queue) -> Option<(Job, Instant)> {
     loop {
         let job = queue.lock().await.recv().await?;
         if shared.abort.is_cancelled() {
@@ -44,7 +44,7 @@ pub(crate) async fn next_job(shared: &Shared, queue: &Queue) -> Option<(Job, Ins
 /// Owns one pooled connection slot: takes jobs one at a time, reuses the
 /// connection until the server closes it or asks to, then opens a new one
 /// for the next job.
-pub(crate) async fn keepalive_worker(shared: Arc<Shared>, queue: Queue) {
+pub(crate) async fn keepalive_worker(shared: Arc<RunContext>, queue: Queue) {
     let mut slot: Option<Conn> = None;
     while let Some((job, started)) = next_job(&shared, &queue).await {
         let mut phase = Phase::Connecting;
@@ -64,7 +64,7 @@ pub(crate) async fn keepalive_worker(shared: Arc<Shared>, queue: Queue) {
 }
 
 async fn keepalive_once(
-    shared: &Shared,
+    shared: &RunContext,
     slot: &mut Option<Conn>,
     plan: &Plan,
     reused: &mut bool,
@@ -84,13 +84,13 @@ async fn keepalive_once(
         },
     };
     *reused = conn.used;
-    let req = conn::request(&plan.uri, &shared.host, false);
-    conn.exchange(req, phase).await
+    let req = conn::request(plan, &shared.host, false);
+    conn.exchange(req, conn::echo_of(plan), phase).await
 }
 
 /// Runs one request on a connection of its own, which it asks the server to
 /// close after the response.
-pub(crate) async fn fresh_request(shared: Arc<Shared>, job: Job) {
+pub(crate) async fn fresh_request(shared: Arc<RunContext>, job: Job) {
     if shared.abort.is_cancelled() {
         shared.recorder.not_started();
         return;
@@ -113,7 +113,7 @@ pub(crate) async fn fresh_request(shared: Arc<Shared>, job: Job) {
 }
 
 async fn fresh_once(
-    shared: &Shared,
+    shared: &RunContext,
     slot: &mut Option<Conn>,
     plan: &Plan,
     phase: &mut Phase,
@@ -122,13 +122,13 @@ async fn fresh_once(
         Ok(conn) => slot.insert(conn),
         Err(failed) => return failed,
     };
-    let req = conn::request(&plan.uri, &shared.host, true);
-    conn.exchange(req, phase).await
+    let req = conn::request(plan, &shared.host, true);
+    conn.exchange(req, conn::echo_of(plan), phase).await
 }
 
 /// Bounds a request by the per-request timeout (`None` when it expired) and
 /// by the drain's abort.
-async fn guarded(shared: &Shared, attempt: impl Future<Output = Outcome>) -> Option<Outcome> {
+async fn guarded(shared: &RunContext, attempt: impl Future<Output = Outcome>) -> Option<Outcome> {
     tokio::select! {
         biased;
         () = shared.abort.cancelled() => Some(outcome::aborted()),

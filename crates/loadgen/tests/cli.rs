@@ -81,6 +81,15 @@ async fn prints_a_report_after_max_requests() {
     assert_eq!(r.served_by["replica-x"], r.routes.root.sent);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loadgen: 45 sent"), "{stderr}");
+    // A fifth are POSTs by default.
+    let post = r.methods.post.sent;
+    assert!(post > 0, "{r:#?}");
+    assert!(
+        stderr.contains(&format!(
+            ", POST {post} sent {post} ok 0 failed (0 wrong echo)"
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +130,8 @@ async fn sigterm_stops_gracefully_with_a_report() {
         "127.0.0.1:0",
         "--slow-fraction",
         "1",
+        "--post-fraction",
+        "0",
         "--slow-ms",
         "300",
     ])
@@ -254,6 +265,28 @@ fn invalid_flags_exit_2_naming_the_problem() {
                 "0.6",
             ][..],
             "fresh fraction + HTTP/2 fraction must be at most 1",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--slow-fraction",
+                "1",
+            ][..],
+            "slow fraction + POST fraction must be at most 1 (the rest is GET /), got 1 + 0.2",
+        ),
+        (
+            &[
+                "--target",
+                "h:1",
+                "--max-requests",
+                "1",
+                "--post-fraction",
+                "1.5",
+            ][..],
+            "POST fraction must be in [0, 1], got 1.5",
         ),
         (
             &[

@@ -20,6 +20,8 @@ fn h2_config(target: String, requests: u64) -> Config {
         h2_conns: 1,
         h2_streams: 8,
         slow_fraction: 0.0,
+        // The frame-by-frame server answers HEADERS alone; it echoes no body.
+        post_fraction: 0.0,
         ..Config::new(target)
     }
 }

@@ -46,8 +46,12 @@ async fn ok_responses_are_counted_per_replica_route_and_mode() {
     assert!(report.is_clean(), "{report:#?}");
     assert_eq!(report.outcomes.ok, 60);
     let root = report.routes.root.sent;
-    assert_eq!(root + report.routes.work.sent, 60);
-    assert!(root > 0 && report.routes.work.sent > 0);
+    let echo = report.routes.echo.sent;
+    assert_eq!(root + report.routes.work.sent + echo, 60);
+    assert!(root > 0 && report.routes.work.sent > 0 && echo > 0);
+    assert_eq!(report.methods.post.sent, echo);
+    assert_eq!(report.methods.get.sent, 60 - echo);
+    assert_eq!(Seen::get(&server.seen.posts), echo);
     assert_eq!(
         report.served_by,
         BTreeMap::from([("replica-a".into(), root)])
@@ -66,6 +70,82 @@ async fn ok_responses_are_counted_per_replica_route_and_mode() {
     assert_eq!(Seen::get(&server.seen.requests), 60);
     let timeline_ok: u64 = report.timeline.iter().map(|s| s.outcomes.ok).sum();
     assert_eq!(timeline_ok, 60);
+}
+
+#[tokio::test]
+async fn posts_go_over_every_protocol_and_their_echo_is_checked() {
+    let server = TestServer::start(Behaviour::Auto("replica-p")).await;
+    let n = 400;
+    let report = run(Config {
+        rate: 400.0,
+        post_fraction: 0.5,
+        fresh_fraction: 0.25,
+        h2_fraction: 0.25,
+        h2_conns: 2,
+        ..config(server.target(), n)
+    })
+    .await;
+    assert!(report.is_clean(), "{report:#?}");
+    let post = &report.methods.post;
+    assert_eq!(post.outcomes.ok, post.sent);
+    for (name, mode) in [
+        ("keep-alive", &post.modes.keepalive),
+        ("fresh", &post.modes.fresh),
+        ("HTTP/2", &post.modes.http2),
+    ] {
+        assert!(
+            mode.sent > 0 && mode.outcomes.ok == mode.sent,
+            "{name}: {post:#?}"
+        );
+    }
+    // Each protocol's GETs and POSTs add up to its total.
+    let get = &report.methods.get;
+    assert_eq!(
+        get.modes.http2.sent + post.modes.http2.sent,
+        report.modes.http2.sent
+    );
+    assert_eq!(get.sent + post.sent, n);
+    // Bodies of a few hundred bytes reached the server, and came back.
+    let posts = Seen::get(&server.seen.posts);
+    assert_eq!(posts, post.sent);
+    let bytes = Seen::get(&server.seen.post_bytes);
+    assert!(
+        (loadgen::MIN_POST_BODY as u64 * posts..=loadgen::MAX_POST_BODY as u64 * posts)
+            .contains(&bytes),
+        "{bytes} bytes in {posts} bodies"
+    );
+    // GET / answers name the replica; echoes do not.
+    assert_eq!(
+        report.served_by.get("replica-p"),
+        Some(&report.routes.root.sent)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_the_echo_is_a_failure_of_its_own() {
+    let server = TestServer::start(Behaviour::NoEcho("replica-n")).await;
+    let report = run(Config {
+        post_fraction: 0.5,
+        h2_fraction: 0.25,
+        ..config(server.target(), 80)
+    })
+    .await;
+    let post = &report.methods.post;
+    assert!(post.sent > 0);
+    assert_eq!(report.outcomes.wrong_echo, post.sent, "{report:#?}");
+    assert_eq!(report.failures, post.sent);
+    assert_eq!(report.methods.get.outcomes.ok, report.methods.get.sent);
+    assert!(post.modes.http2.outcomes.wrong_echo > 0, "{post:#?}");
+    let e = &report.errors[0];
+    assert_eq!((e.kind, e.route), (Kind::WrongEcho, loadgen::Route::Echo));
+    assert!(
+        e.message
+            .starts_with("HTTP 200 OK: the echo differs from the ")
+            && e.message.ends_with(" bytes sent at byte 0"),
+        "{}",
+        e.message
+    );
+    assert!(!report.is_clean());
 }
 
 #[tokio::test]
@@ -97,6 +177,77 @@ async fn other_statuses_are_failures_counted_per_code() {
     );
     // A failed `GET /` names no replica.
     assert!(report.served_by.is_empty());
+}
+
+#[tokio::test]
+async fn error_statuses_are_told_apart_by_who_answered_them() {
+    // A server that does not mark its answers: every error status has no
+    // marker, as a proxy's would.
+    let plain = TestServer::start(Behaviour::Status(502)).await;
+    let report = run(config(plain.target(), 20)).await;
+    let by_origin = &report.outcomes.status_by_origin;
+    assert_eq!(by_origin.no_marker, BTreeMap::from([(502, 20)]));
+    assert!(by_origin.application.is_empty());
+    // The application's own answer says so, on every protocol and method.
+    let app = TestServer::start(Behaviour::StatusMarked(503, "pod-a")).await;
+    let report = run(Config {
+        post_fraction: 0.5,
+        h2_fraction: 0.25,
+        ..config(app.target(), 80)
+    })
+    .await;
+    let by_origin = &report.outcomes.status_by_origin;
+    assert_eq!(by_origin.application, BTreeMap::from([(503, 80)]));
+    assert!(by_origin.no_marker.is_empty());
+    for (name, method) in [("get", &report.methods.get), ("post", &report.methods.post)] {
+        for (mode, m) in [
+            ("keep-alive", &method.modes.keepalive),
+            ("fresh", &method.modes.fresh),
+            ("http2", &method.modes.http2),
+        ] {
+            assert!(m.sent > 0, "{name} {mode}");
+            assert_eq!(
+                m.outcomes.status_by_origin.application.get(&503),
+                Some(&m.sent),
+                "{name} {mode}"
+            );
+        }
+    }
+    assert_eq!(
+        report.modes.http2.outcomes.status_by_origin.total(),
+        report.modes.http2.sent
+    );
+}
+
+#[tokio::test]
+async fn answers_are_counted_per_replica_by_their_header() {
+    let cfg = |target| Config {
+        slow_fraction: 0.2,
+        slow_ms: MsRange { min: 1, max: 2 },
+        h2_fraction: 0.25,
+        ..config(target, 60)
+    };
+    let serving = TestServer::start(Behaviour::Marked("pod-s", None)).await;
+    let report = run(cfg(serving.target())).await;
+    assert!(report.is_clean(), "{report:#?}");
+    // Every route and protocol, not only GET /.
+    assert_eq!(report.answered_by, BTreeMap::from([("pod-s".into(), 60)]));
+    assert!(report.served_in_shutdown.is_empty());
+    assert_eq!(
+        report.served_by.get("pod-s"),
+        Some(&report.routes.root.sent)
+    );
+
+    let draining = TestServer::start(Behaviour::Marked("pod-d", Some("draining"))).await;
+    let report = run(cfg(draining.target())).await;
+    assert_eq!(report.answered_by, BTreeMap::from([("pod-d".into(), 60)]));
+    assert_eq!(report.served_in_shutdown, report.answered_by);
+
+    // A target that marks nothing still runs; it names no replica here.
+    let plain = TestServer::start(Behaviour::Auto("pod-p")).await;
+    let report = run(cfg(plain.target())).await;
+    assert!(report.is_clean(), "{report:#?}");
+    assert!(report.answered_by.is_empty() && report.served_in_shutdown.is_empty());
 }
 
 #[tokio::test]
@@ -182,6 +333,8 @@ async fn idle_connection_closed_by_server_is_replaced_before_use() {
     // later, so the close is seen before anything is sent on it.
     let server = TestServer::start(Behaviour::AnswerThenClose).await;
     let report = run(Config {
+        // It answers `ok` to anything, and leaves a body unread.
+        post_fraction: 0.0,
         rate: 20.0,
         keepalive_conns: 1,
         fresh_fraction: 0.0,

@@ -18,6 +18,11 @@ fn config(target: String) -> Config {
     }
 }
 
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    u64::try_from(now.unwrap().as_millis()).unwrap()
+}
+
 fn consistent(report: &Report) {
     assert_eq!(report.sent, report.outcomes.total());
     assert_eq!(report.scheduled, report.sent + report.not_started);
@@ -68,6 +73,7 @@ async fn in_flight_bound_delays_but_never_drops() {
             max_requests: Some(12),
             max_in_flight: 2,
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 50, max: 50 },
             keepalive_conns: 0,
             fresh_fraction: 1.0,
@@ -96,6 +102,7 @@ async fn stop_future_ends_the_run_and_in_flight_requests_finish() {
         Config {
             duration: Some(Duration::from_secs(60)),
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 300, max: 300 },
             keepalive_conns: 64,
             ..config(server.target())
@@ -150,6 +157,7 @@ async fn requests_queued_at_a_stop_still_run_until_the_drain_ends() {
             rate: 200.0,
             duration: Some(Duration::from_secs(60)),
             slow_fraction: 1.0,
+            post_fraction: 0.0,
             slow_ms: MsRange { min: 300, max: 300 },
             keepalive_conns: 1,
             fresh_fraction: 0.0,
@@ -198,9 +206,16 @@ async fn control_endpoint_reports_progress_and_stops() {
     let running = tokio::spawn(run.run(std::future::pending()));
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    let asked = unix_ms();
     let (status, body) = http(addr, "GET", "/progress").await;
+    let answered = unix_ms();
     assert_eq!(status, 200);
     let progress: Progress = serde_json::from_str(&body).unwrap();
+    // The load generator's clock, read while the request was in flight.
+    assert!(
+        (asked..=answered).contains(&progress.now_unix_ms),
+        "{asked} {progress:?} {answered}"
+    );
     assert!(progress.sent >= 100, "{progress:?}");
     assert!((50.0..=150.0).contains(&progress.rate), "{progress:?}");
     assert!(!progress.stopping && !progress.done);

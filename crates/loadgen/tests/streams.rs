@@ -22,6 +22,9 @@ fn config(target: String, sse: usize, ws: usize) -> Config {
         sse_clients: sse,
         ws_clients: ws,
         stream_interval: Duration::from_millis(20),
+        // The fake answers every other request with its name; it echoes
+        // nothing.
+        post_fraction: 0.0,
         ..Config::new(target)
     }
 }

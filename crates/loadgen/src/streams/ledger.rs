@@ -2,14 +2,20 @@
 //! under a mutex of their own so that they never wait on the requests'.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::StreamKind;
 use crate::config::Config;
 use crate::report::{StreamErrorSample, StreamFailure, StreamReport, Streams};
 
 /// Replica names longer than this are cut (a Kubernetes name has at most 253).
 const MAX_NAME: usize = 253;
+
+/// Which kind of client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    Sse,
+    Ws,
+}
 
 #[derive(Debug)]
 pub(crate) struct Ledger {
@@ -21,6 +27,10 @@ pub(crate) struct Ledger {
 struct Books {
     streams: Streams,
     open: u64,
+    /// The start of the run's timeline.
+    start: Option<Instant>,
+    /// Failures per second of the run: `[sse, ws]`.
+    per_second: Vec<[u64; 2]>,
 }
 
 impl Ledger {
@@ -34,9 +44,14 @@ impl Ledger {
         }
     }
 
+    /// Counts failures in seconds from `start`, the timeline's.
+    pub(crate) fn begin(&self, start: Instant) {
+        self.lock().start = Some(start);
+    }
+
     fn with<T>(&self, kind: StreamKind, f: impl FnOnce(&mut StreamReport, &mut u64) -> T) -> T {
         let mut books = self.lock();
-        let Books { streams, open } = &mut *books;
+        let Books { streams, open, .. } = &mut *books;
         let report = match kind {
             StreamKind::Sse => &mut streams.sse,
             StreamKind::Ws => &mut streams.ws,
@@ -89,6 +104,7 @@ impl Ledger {
         let at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.in_second(kind, Instant::now());
         let cap = self.error_cap;
         self.with(kind, |r, open| {
             r.failures.add(cause);
@@ -104,6 +120,25 @@ impl Ledger {
                 });
             }
         });
+    }
+
+    /// Counts a failure in the second of the run it happened in.
+    fn in_second(&self, kind: StreamKind, now: Instant) {
+        let mut books = self.lock();
+        let Some(start) = books.start else { return };
+        let idx = now.saturating_duration_since(start).as_secs() as usize;
+        if books.per_second.len() <= idx {
+            books.per_second.resize(idx + 1, [0, 0]);
+        }
+        books.per_second[idx][match kind {
+            StreamKind::Sse => 0,
+            StreamKind::Ws => 1,
+        }] += 1;
+    }
+
+    /// Failures per second of the run, `[sse, ws]`.
+    pub(crate) fn failures_per_second(&self) -> Vec<[u64; 2]> {
+        self.lock().per_second.clone()
     }
 
     pub(crate) fn event(&self) {
@@ -200,6 +235,27 @@ mod tests {
         assert_eq!(sse.errors.len(), 1);
         assert_eq!(sse.errors[0].cause, StreamFailure::Truncated);
         assert_eq!(l.progress(), (0, 3));
+    }
+
+    #[test]
+    fn failures_are_counted_in_their_second() {
+        let l = ledger();
+        let start = Instant::now();
+        l.begin(start);
+        l.failed(
+            StreamKind::Ws,
+            StreamFailure::ConnectRefused,
+            "refused".into(),
+        );
+        l.in_second(
+            StreamKind::Sse,
+            start + std::time::Duration::from_millis(2500),
+        );
+        l.in_second(
+            StreamKind::Sse,
+            start + std::time::Duration::from_millis(2900),
+        );
+        assert_eq!(l.failures_per_second(), vec![[0, 1], [0, 0], [2, 0]]);
     }
 
     #[test]

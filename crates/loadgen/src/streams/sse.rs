@@ -17,13 +17,14 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{End, StreamKind, before_open, next_stream};
-use crate::engine::Shared;
+use super::end::{End, before_open, next_stream};
+use super::ledger::StreamKind;
+use crate::context::RunContext;
 use crate::outcome;
 use crate::report::StreamFailure;
 
 /// One client: a stream after another until the run ends.
-pub(super) async fn client(shared: Arc<Shared>, stop: CancellationToken) {
+pub(super) async fn client(shared: Arc<RunContext>, stop: CancellationToken) {
     loop {
         let end = tokio::select! {
             biased;
@@ -37,7 +38,7 @@ pub(super) async fn client(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Opens one stream and reads it to its end.
-async fn stream(shared: &Shared, stop: &CancellationToken) -> End {
+async fn stream(shared: &RunContext, stop: &CancellationToken) -> End {
     let config = &shared.config;
     let response = match timeout(config.timeout, open(shared)).await {
         Ok(Ok(response)) => response,
@@ -78,7 +79,7 @@ type Opened = (
 
 /// Connects and sends the request; the connection's task lives as long as
 /// the handle returned.
-async fn open(shared: &Shared) -> Result<Opened, End> {
+async fn open(shared: &RunContext) -> Result<Opened, End> {
     let tcp = tokio::net::TcpStream::connect(shared.addr)
         .await
         .map_err(|e| before_open(outcome::connect_failure(&e)))?;
@@ -105,7 +106,7 @@ async fn open(shared: &Shared) -> Result<Opened, End> {
 }
 
 /// Reads events until the clean end, a failure or the end of the run.
-async fn read(shared: &Shared, body: hyper::body::Incoming, stop: &CancellationToken) -> End {
+async fn read(shared: &RunContext, body: hyper::body::Incoming, stop: &CancellationToken) -> End {
     let quiet = stall_after(shared.config.stream_interval, shared.config.timeout);
     let mut events = body.into_data_stream().eventsource();
     let mut named = false;

@@ -16,8 +16,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::ProtocolError};
 use tokio_util::sync::CancellationToken;
 
-use super::{End, StreamKind, before_open, next_stream};
-use crate::engine::Shared;
+use super::end::{End, before_open, next_stream};
+use super::ledger::StreamKind;
+use crate::context::RunContext;
 use crate::outcome;
 use crate::report::StreamFailure;
 
@@ -35,7 +36,7 @@ struct Client {
 }
 
 /// One client: a stream after another until the run ends.
-pub(super) async fn client(shared: Arc<Shared>, stop: CancellationToken) {
+pub(super) async fn client(shared: Arc<RunContext>, stop: CancellationToken) {
     let mut client = Client::default();
     loop {
         let end = tokio::select! {
@@ -51,7 +52,7 @@ pub(super) async fn client(shared: Arc<Shared>, stop: CancellationToken) {
 
 impl Client {
     /// Opens one stream and echoes on it until it ends.
-    async fn stream(&mut self, shared: &Shared, stop: &CancellationToken) -> End {
+    async fn stream(&mut self, shared: &RunContext, stop: &CancellationToken) -> End {
         let ws = match timeout(shared.config.timeout, open(shared)).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(end)) => return end,
@@ -66,7 +67,7 @@ impl Client {
 
     async fn echo(
         &mut self,
-        shared: &Shared,
+        shared: &RunContext,
         mut ws: WebSocketStream<TcpStream>,
         stop: &CancellationToken,
     ) -> End {
@@ -127,7 +128,7 @@ impl Client {
     /// what it had not echoed is sent again on the next stream.
     async fn closed(
         &mut self,
-        shared: &Shared,
+        shared: &RunContext,
         ws: WebSocketStream<TcpStream>,
         frame: Option<CloseFrame>,
         waiting: VecDeque<(u64, Instant)>,
@@ -157,7 +158,7 @@ impl Client {
 }
 
 /// Connects and shakes hands.
-async fn open(shared: &Shared) -> Result<WebSocketStream<TcpStream>, End> {
+async fn open(shared: &RunContext) -> Result<WebSocketStream<TcpStream>, End> {
     let tcp = TcpStream::connect(shared.addr)
         .await
         .map_err(|e| before_open(outcome::connect_failure(&e)))?;

@@ -234,4 +234,10 @@ pub fn streams_add_up(r: &loadgen::Report) {
         r.stream_failures,
         r.streams.sse.failed + r.streams.ws.failed
     );
+    // Every failure is located in a second of the timeline.
+    let in_timeline = |f: fn(&loadgen::SecondFailures) -> u64| {
+        r.timeline.iter().map(|s| f(&s.failures)).sum::<u64>()
+    };
+    assert_eq!(in_timeline(|f| f.sse), r.streams.sse.failed);
+    assert_eq!(in_timeline(|f| f.ws), r.streams.ws.failed);
 }

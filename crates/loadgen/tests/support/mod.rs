@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, header};
@@ -44,6 +44,14 @@ pub enum Behaviour {
     /// Like `Ok`, over HTTP/1.1 or HTTP/2 with prior knowledge, told apart
     /// by the preface.
     Auto(&'static str),
+    /// Like `Auto`, but `POST /` answers the name instead of the body.
+    NoEcho(&'static str),
+    /// Like `Auto`, every response marked as lameduck's demo marks them:
+    /// `lameduck-replica: NAME`, and `lameduck-phase: PHASE` if given.
+    Marked(&'static str, Option<&'static str>),
+    /// Every request gets this status, marked as the application's own
+    /// (`lameduck-replica: NAME`), over HTTP/1.1 or HTTP/2.
+    StatusMarked(u16, &'static str),
 }
 
 /// What the server saw.
@@ -55,6 +63,9 @@ pub struct Seen {
     pub close_requests: AtomicU64,
     /// Requests that came over HTTP/2.
     pub h2_requests: AtomicU64,
+    /// `POST` requests, and the bytes of their bodies.
+    pub posts: AtomicU64,
+    pub post_bytes: AtomicU64,
     pub active: AtomicU64,
     pub max_active: AtomicU64,
 }
@@ -106,12 +117,55 @@ async fn accept(listener: TcpListener, behaviour: Behaviour, seen: Arc<Seen>) {
         seen.connections.fetch_add(1, Ordering::SeqCst);
         let seen = seen.clone();
         tokio::spawn(async move {
+            let reply = |name| Reply {
+                name,
+                status: None,
+                close: false,
+                echo: true,
+                marked: false,
+                phase: None,
+            };
             match behaviour {
-                Behaviour::Ok(name) => serve(stream, seen, name, None, false).await,
-                Behaviour::H2c(name) => serve_with(stream, seen, name, Proto::H2c).await,
-                Behaviour::Auto(name) => serve_with(stream, seen, name, Proto::Auto).await,
-                Behaviour::CloseEach(name) => serve(stream, seen, name, None, true).await,
-                Behaviour::Status(code) => serve(stream, seen, "", Some(code), false).await,
+                Behaviour::Ok(name) => serve(stream, seen, reply(name), Proto::Http1).await,
+                Behaviour::H2c(name) => serve(stream, seen, reply(name), Proto::H2c).await,
+                Behaviour::Auto(name) => serve(stream, seen, reply(name), Proto::Auto).await,
+                Behaviour::NoEcho(name) => {
+                    let no_echo = Reply {
+                        echo: false,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, no_echo, Proto::Auto).await;
+                }
+                Behaviour::Marked(name, phase) => {
+                    let marked = Reply {
+                        marked: true,
+                        phase,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, marked, Proto::Auto).await;
+                }
+                Behaviour::StatusMarked(code, name) => {
+                    let marked = Reply {
+                        status: Some(code),
+                        marked: true,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, marked, Proto::Auto).await;
+                }
+                Behaviour::CloseEach(name) => {
+                    let close = Reply {
+                        close: true,
+                        ..reply(name)
+                    };
+                    serve(stream, seen, close, Proto::Http1).await;
+                }
+                Behaviour::Status(code) => {
+                    let status = Reply {
+                        status: Some(code),
+                        ..reply("")
+                    };
+                    serve(stream, seen, status, Proto::Http1).await;
+                }
                 Behaviour::ResetOnRequest => raw(stream, seen, Raw::Reset).await,
                 Behaviour::CloseOnRequest => raw(stream, seen, Raw::Close).await,
                 Behaviour::Silent => raw(stream, seen, Raw::Silent).await,
@@ -128,28 +182,34 @@ enum Proto {
     Auto,
 }
 
-async fn serve(
-    stream: TcpStream,
-    seen: Arc<Seen>,
+/// How a hyper server answers.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    /// The answer to `GET /`.
     name: &'static str,
+    /// Every request gets this status instead.
     status: Option<u16>,
+    /// Every response says `Connection: close`.
     close: bool,
-) {
-    serve_as(stream, seen, name, status, close, Proto::Http1).await;
+    /// `POST /` echoes its body (else it answers `name`).
+    echo: bool,
+    /// Every response says `lameduck-replica: name`...
+    marked: bool,
+    /// ...and `lameduck-phase: phase`.
+    phase: Option<&'static str>,
 }
 
-async fn serve_with(stream: TcpStream, seen: Arc<Seen>, name: &'static str, proto: Proto) {
-    serve_as(stream, seen, name, None, false, proto).await;
-}
-
-async fn serve_as(
-    stream: TcpStream,
-    seen: Arc<Seen>,
-    name: &'static str,
-    status: Option<u16>,
-    close: bool,
-    proto: Proto,
-) {
+/// Like lameduck's demo: `GET /` answers `name`, `/work?ms=N` sleeps N ms,
+/// `POST /` echoes its body; or as `reply` says otherwise.
+async fn serve(stream: TcpStream, seen: Arc<Seen>, reply: Reply, proto: Proto) {
+    let Reply {
+        name,
+        status,
+        close,
+        echo,
+        marked,
+        phase,
+    } = reply;
     let svc = service_fn(move |req: Request<Incoming>| {
         let seen = seen.clone();
         async move {
@@ -174,6 +234,17 @@ async fn serve_as(
             if let (Some(ms), "/work") = (ms, req.uri().path()) {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
+            let mut answer = Bytes::from_static(name.as_bytes());
+            if req.method() == hyper::Method::POST {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let body = body.unwrap_or_default();
+                seen.posts.fetch_add(1, Ordering::SeqCst);
+                seen.post_bytes
+                    .fetch_add(body.len() as u64, Ordering::SeqCst);
+                if echo {
+                    answer = body;
+                }
+            }
             seen.active.fetch_sub(1, Ordering::SeqCst);
             let mut res = match status {
                 Some(code) => {
@@ -181,12 +252,25 @@ async fn serve_as(
                     *r.status_mut() = StatusCode::from_u16(code).unwrap();
                     r
                 }
-                None => Response::new(Full::new(Bytes::from_static(name.as_bytes()))),
+                None => Response::new(Full::new(answer)),
             };
+            let headers = res.headers_mut();
             if close {
-                res.headers_mut().insert(
+                headers.insert(
                     header::CONNECTION,
                     header::HeaderValue::from_static("close"),
+                );
+            }
+            if marked {
+                headers.insert(
+                    loadgen::REPLICA_HEADER,
+                    header::HeaderValue::from_static(name),
+                );
+            }
+            if let Some(phase) = phase {
+                headers.insert(
+                    loadgen::PHASE_HEADER,
+                    header::HeaderValue::from_static(phase),
                 );
             }
             Ok::<_, Infallible>(res)
@@ -298,4 +382,30 @@ pub fn adds_up(r: &loadgen::Report) {
     assert_eq!(modes.iter().map(|m| m.sent).sum::<u64>(), r.sent);
     let failures: u64 = modes.iter().map(|m| m.outcomes.failures()).sum();
     assert_eq!(failures, r.failures);
+    let (get, post) = (&r.methods.get, &r.methods.post);
+    assert_eq!(get.sent + post.sent, r.sent);
+    assert_eq!(
+        get.outcomes.failures() + post.outcomes.failures(),
+        r.failures
+    );
+    // Every failed request is located in a second, by protocol and method.
+    let in_timeline = |f: fn(&loadgen::SecondFailures) -> u64| {
+        r.timeline.iter().map(|s| f(&s.failures)).sum::<u64>()
+    };
+    assert_eq!(
+        in_timeline(|f| f.keepalive),
+        r.modes.keepalive.outcomes.failures()
+    );
+    assert_eq!(in_timeline(|f| f.fresh), r.modes.fresh.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.http2), r.modes.http2.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.get), get.outcomes.failures());
+    assert_eq!(in_timeline(|f| f.post), post.outcomes.failures());
+    for s in &r.timeline {
+        assert_eq!(s.failures.requests(), s.outcomes.failures(), "{s:#?}");
+        assert_eq!(
+            s.failures.get + s.failures.post,
+            s.outcomes.failures(),
+            "{s:#?}"
+        );
+    }
 }
