@@ -393,6 +393,9 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
         "shutdown-timeout": server["shutdownTimeout"],
         "idle-grace": server["idleGrace"],
         "header-read-timeout": server["headerReadTimeout"],
+        "idle-timeout": server["idleTimeout"],
+        "final-scrape-timeout": server["finalScrapeTimeout"],
+        "termination-log": "/dev/termination-log",
         "max-connections": str(server["maxConnections"]),
         "stream-drain": str(server["streamDrain"]).lower(),
         "log-format": values["logFormat"],
@@ -424,12 +427,18 @@ def check_semantics(docs: list[Doc], values: dict[str, Any], kube: str, app_vers
     want_hook = expected_prestop(pre_stop, kube)
     expect(got == want_hook, f"preStop on Kubernetes {kube} is {got}, want {want_hook}")
     grace = pod.get("terminationGracePeriodSeconds")
-    need = pre_stop + seconds(server["drainDelay"]) + seconds(server["shutdownTimeout"]) + MARGIN_SECONDS
+    need = (pre_stop + seconds(server["drainDelay"]) + seconds(server["shutdownTimeout"])
+            + seconds(server["finalScrapeTimeout"]) + MARGIN_SECONDS)
     expect(
         isinstance(grace, int) and grace >= need,
         f"terminationGracePeriodSeconds {grace} < preStop {pre_stop}s + drain {server['drainDelay']} "
-        f"+ shutdown {server['shutdownTimeout']} + {MARGIN_SECONDS}s = {need}s",
+        f"+ shutdown {server['shutdownTimeout']} + final scrape {server['finalScrapeTimeout']} "
+        f"+ {MARGIN_SECONDS}s = {need}s",
     )
+    # The summary the server writes at exit is the container's termination message.
+    path = c.get("terminationMessagePath", "/dev/termination-log")
+    expect(path == flags.get("termination-log"),
+           f"--termination-log is {flags.get('termination-log')!r}, the termination message {path!r}")
     expect(grace == values["terminationGracePeriodSeconds"], f"grace period {grace} is not the configured one")
 
     check_hardening(pod, c, "Deployment")
@@ -570,24 +579,25 @@ def check_prestop_form(paths: Paths, kube: str) -> None:
 # Values the chart must refuse, with words the message must contain.
 NEGATIVE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
-        "grace period shorter than preStop + drain + shutdown + 5s",
-        {"terminationGracePeriodSeconds": 20},
-        ["terminationGracePeriodSeconds is 20", "needs 30", "lifecycle.preStopSleepSeconds",
-         "server.drainDelay", "server.shutdownTimeout", "Raise terminationGracePeriodSeconds to 30"],
+        "grace period shorter than preStop + drain + shutdown + final scrape + 5s",
+        {"terminationGracePeriodSeconds": 90},
+        ["terminationGracePeriodSeconds is 90", "needs 95", "lifecycle.preStopSleepSeconds",
+         "server.drainDelay", "server.shutdownTimeout", "server.finalScrapeTimeout (65s)",
+         "Raise terminationGracePeriodSeconds to 95"],
     ),
     (
         "1m shutdown timeout under the default grace period",
         {"server": {"shutdownTimeout": "1m"}},
-        ["terminationGracePeriodSeconds is 30", "needs 70", "server.shutdownTimeout (1m)"],
+        ["terminationGracePeriodSeconds is 95", "needs 135", "server.shutdownTimeout (1m)"],
     ),
     (
         "500ms drain delay overruns a grace period by half a second",
         {"server": {"drainDelay": "500ms"}},
-        ["needs 31", "server.drainDelay (500ms)"],
+        ["needs 96", "server.drainDelay (500ms)"],
     ),
     (
         "1m30s of preStop + drain under a 60s grace period",
-        {"server": {"drainDelay": "1m30s"}, "terminationGracePeriodSeconds": 60},
+        {"server": {"drainDelay": "1m30s", "finalScrapeTimeout": "0s"}, "terminationGracePeriodSeconds": 60},
         ["terminationGracePeriodSeconds is 60", "needs 120"],
     ),
     ("wrong type: replicaCount as a string", {"replicaCount": "three"}, ["/replicaCount", "got string, want integer"]),
@@ -617,17 +627,22 @@ NEGATIVE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("ingress with no rule", {"ingress": {"enabled": True, "hosts": []}}, ["/ingress/hosts", "minItems"]),
     ("ingress TLS with an empty secret name", {"ingress": {"enabled": True, "tls": [{"secretName": ""}]}},
      ["/ingress/tls/0/secretName"]),
+    (
+        "a final scrape wait for a 2m scrape interval under the default grace period",
+        {"server": {"finalScrapeTimeout": "2m5s"}},
+        ["terminationGracePeriodSeconds is 95", "needs 155", "server.finalScrapeTimeout (2m5s)"],
+    ),
 ]
 
 # Values right at the limit, which must render.
 BOUNDARY_CASES: list[tuple[str, dict[str, Any]]] = [
-    ("grace period exactly covering 5s + 500ms + 20s + 5s (rounded up)",
-     {"server": {"drainDelay": "500ms"}, "terminationGracePeriodSeconds": 31}),
+    ("grace period exactly covering 5s + 500ms + 20s + 65s + 5s (rounded up)",
+     {"server": {"drainDelay": "500ms"}, "terminationGracePeriodSeconds": 96}),
     ("ingress on with the default rule (every host, /) and TLS from the controller's default certificate",
      {"ingress": {"enabled": True, "tls": [{"hosts": ["lameduck.example.com"]}]}}),
-    ("grace period exactly covering 0s + 0s + 1h + 5s", {
+    ("grace period exactly covering 0s + 0s + 1h + 0s + 5s", {
         "lifecycle": {"preStopSleepSeconds": 0},
-        "server": {"shutdownTimeout": "1h"},
+        "server": {"shutdownTimeout": "1h", "finalScrapeTimeout": "0s"},
         "terminationGracePeriodSeconds": 3605,
     }),
 ]
@@ -657,7 +672,8 @@ def check_template_duration_guard(paths: Paths) -> None:
         copy = Path(tmp) / "lameduck"
         shutil.copytree(paths.chart, copy)
         (copy / "values.schema.json").unlink()
-        for key in ("drainDelay", "shutdownTimeout", "idleGrace", "headerReadTimeout"):
+        for key in ("drainDelay", "shutdownTimeout", "idleGrace", "headerReadTimeout", "idleTimeout",
+                    "finalScrapeTimeout"):
             try:
                 render(copy, {"server": {key: "5 seconds"}}, OLDEST_KUBE)
             except helm.HelmError as err:
@@ -978,7 +994,9 @@ MUTANTS = [
     Mutant("grace-period rule removed from the templates", "charts/lameduck/templates/_helpers.tpl",
            "{{- if lt $grace $needed }}", "{{- if false }}", negative(0)),
     Mutant("margin dropped from the grace-period sum", "charts/lameduck/templates/_helpers.tpl",
-           "$shutdownMs 5000", "$shutdownMs 0", negative(2)),
+           "$finalScrapeMs 5000", "$finalScrapeMs 0", negative(2)),
+    Mutant("final scrape wait left out of the grace-period sum", "charts/lameduck/templates/_helpers.tpl",
+           "$shutdownMs $finalScrapeMs", "$shutdownMs", negative(17)),
     Mutant("schema accepts unknown keys", "charts/lameduck/values.schema.json",
            '"title": "lameduck chart values",\n  "type": "object",\n  "additionalProperties": false,',
            '"title": "lameduck chart values",\n  "type": "object",\n  "additionalProperties": true,', negative(6)),

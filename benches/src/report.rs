@@ -557,10 +557,10 @@ fn shutdown_section(out: &mut String, r: &Results) {
     let _ = writeln!(
         out,
         "From just before `kill(SIGTERM)` to the moment the harness reaps the process \
-         (`--drain-delay 0s`, every other flag at its default unless noted; with the idle \
-         connections, `--header-read-timeout 60s`, so that the keep-alive bound does not \
-         close the first ones while the last are opened). Every shutdown measured ended \
-         gracefully (exit 0).\n"
+         (`--drain-delay 0s`, and `--final-scrape-timeout 0s`: the harness reads `/metrics` \
+         to see the server settle, which does not make it a scraper to wait for; every other \
+         flag at its default unless noted). Every shutdown measured ended gracefully \
+         (exit 0).\n"
     );
     header(out, &["scenario", "every measurement"]);
     let ms = |v: &[f64]| list(Unit::Millis, v);

@@ -92,14 +92,15 @@ first; this guards renders that skip schema validation.
 
 {{/*
 Whole seconds (rounded up) the termination timeline needs before SIGKILL may
-come: preStop + drain delay + shutdown timeout + a 5 s margin for the process
-to exit and the kubelet to notice.
+come: preStop + drain delay + shutdown timeout + the wait for the final scrape
++ a 5 s margin for the process to exit and the kubelet to notice.
 */}}
 {{- define "lameduck.requiredGraceSeconds" -}}
 {{- $preStopMs := mul (int64 .Values.lifecycle.preStopSleepSeconds) 1000 }}
 {{- $drainMs := include "lameduck.durationMs" (list "server.drainDelay" .Values.server.drainDelay) | int64 }}
 {{- $shutdownMs := include "lameduck.durationMs" (list "server.shutdownTimeout" .Values.server.shutdownTimeout) | int64 }}
-{{- $neededMs := add $preStopMs $drainMs $shutdownMs 5000 }}
+{{- $finalScrapeMs := include "lameduck.durationMs" (list "server.finalScrapeTimeout" .Values.server.finalScrapeTimeout) | int64 }}
+{{- $neededMs := add $preStopMs $drainMs $shutdownMs $finalScrapeMs 5000 }}
 {{- div (add $neededMs 999) 1000 }}
 {{- end }}
 
@@ -111,9 +112,10 @@ shutdown can finish: the kubelet counts it from the start of preStop.
 {{- /* Parsed only to fail early on a malformed value; the server gets the string. */}}
 {{- $_ := include "lameduck.durationMs" (list "server.idleGrace" .Values.server.idleGrace) }}
 {{- $_ = include "lameduck.durationMs" (list "server.headerReadTimeout" .Values.server.headerReadTimeout) }}
+{{- $_ = include "lameduck.durationMs" (list "server.idleTimeout" .Values.server.idleTimeout) }}
 {{- $needed := include "lameduck.requiredGraceSeconds" . | int64 }}
 {{- $grace := int64 .Values.terminationGracePeriodSeconds }}
 {{- if lt $grace $needed }}
-{{- fail (printf "terminationGracePeriodSeconds is %d, but the termination timeline needs %d: lifecycle.preStopSleepSeconds (%ds) + server.drainDelay (%s) + server.shutdownTimeout (%s) + 5s margin. Raise terminationGracePeriodSeconds to %d or more, or lower lifecycle.preStopSleepSeconds, server.drainDelay or server.shutdownTimeout." $grace $needed (int64 .Values.lifecycle.preStopSleepSeconds) (toString .Values.server.drainDelay) (toString .Values.server.shutdownTimeout) $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds is %d, but the termination timeline needs %d: lifecycle.preStopSleepSeconds (%ds) + server.drainDelay (%s) + server.shutdownTimeout (%s) + server.finalScrapeTimeout (%s) + 5s margin. Raise terminationGracePeriodSeconds to %d or more, or lower lifecycle.preStopSleepSeconds, server.drainDelay, server.shutdownTimeout or server.finalScrapeTimeout." $grace $needed (int64 .Values.lifecycle.preStopSleepSeconds) (toString .Values.server.drainDelay) (toString .Values.server.shutdownTimeout) (toString .Values.server.finalScrapeTimeout) $needed) }}
 {{- end }}
 {{- end }}

@@ -2,6 +2,7 @@
 //! variable `LAMEDUCK_<FLAG>`; bad values exit 2 with one line naming the flag.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -77,9 +78,22 @@ pub struct ServeArgs {
     /// HTTP/2, how long the final GOAWAY waits for streams opened before the first.
     #[arg(long, env = "LAMEDUCK_IDLE_GRACE", default_value = "250ms", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub idle_grace: Duration,
-    /// A connection that has not sent full request headers by then is closed.
+    /// A request whose headers have started but are not complete this long after their first byte
+    /// is closed (the defence against slow headers; it does not run while a connection is idle).
     #[arg(long, env = "LAMEDUCK_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub header_read_timeout: Duration,
+    /// An HTTP/1.1 connection idle this long, waiting for its next request, is closed; keep it
+    /// longer than the idle pool of any proxy in front (the default outlives Envoy's hour).
+    #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "65m", value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub idle_timeout: Duration,
+    /// Once the shutdown has ended, how long to keep /metrics up for each recent scraper to read
+    /// the final figures (each is waited for until its next scrape is overdue); 0 exits at once.
+    #[arg(long, env = "LAMEDUCK_FINAL_SCRAPE_TIMEOUT", default_value = "65s", value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub final_scrape_timeout: Duration,
+    /// File to write a one-line JSON summary of the shutdown to, at exit (Kubernetes reads
+    /// /dev/termination-log into the pod's status).
+    #[arg(long, env = "LAMEDUCK_TERMINATION_LOG", value_name = "PATH")]
+    pub termination_log: Option<PathBuf>,
     /// Connections served at once; further ones wait in the backlog.
     #[arg(long, env = "LAMEDUCK_MAX_CONNECTIONS", default_value = "10000", value_name = "N", allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -107,6 +121,8 @@ impl ServeArgs {
         config.shutdown_timeout = self.shutdown_timeout;
         config.idle_grace = self.idle_grace;
         config.header_read_timeout = self.header_read_timeout;
+        config.idle_timeout = self.idle_timeout;
+        config.final_scrape_timeout = self.final_scrape_timeout;
         config.max_connections = self.max_connections as usize;
         config
     }
@@ -199,8 +215,13 @@ mod tests {
             assert_eq!(args.drain_delay, Duration::from_secs(5));
             assert_eq!(args.config().shutdown_timeout, Duration::from_secs(20));
             assert_eq!(args.config().idle_grace, Duration::from_millis(250));
+            assert_eq!(args.config().idle_timeout, Duration::from_secs(65 * 60));
             assert!(args.stream_drain);
         }
+        let Command::Serve(bare) = parse(&[]).unwrap().into_command() else {
+            panic!("not serve")
+        };
+        assert_eq!(bare.config(), lameduck::Config::default());
         let Command::Serve(off) = parse(&["--stream-drain=false"]).unwrap().into_command() else {
             panic!("not serve")
         };
@@ -215,6 +236,12 @@ mod tests {
             (
                 &["--header-read-timeout", "0s"][..],
                 "--header-read-timeout",
+            ),
+            (&["--idle-timeout", "0s"][..], "--idle-timeout"),
+            (&["--idle-timeout", "25h"][..], "--idle-timeout"),
+            (
+                &["--final-scrape-timeout", "soon"][..],
+                "--final-scrape-timeout",
             ),
             (&["--max-connections", "0"][..], "--max-connections"),
             (&["--listen", "nowhere"][..], "--listen"),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use lameduck::{Listeners, Server, signals};
 use lameduck_cli::cli::{Cli, Command, EXIT_USAGE, ServeArgs};
 use lameduck_cli::demo::Demo;
-use lameduck_cli::{probe, telemetry};
+use lameduck_cli::{probe, telemetry, termination};
 use tokio::net::TcpListener;
 
 /// jemalloc returns the buffers an idle connection let go of to the kernel;
@@ -66,10 +66,19 @@ async fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         drain_delay = %humantime::format_duration(args.drain_delay),
         shutdown_timeout = %humantime::format_duration(args.shutdown_timeout),
         idle_grace = %humantime::format_duration(args.idle_grace),
+        header_read_timeout = %humantime::format_duration(args.header_read_timeout),
+        idle_timeout = %humantime::format_duration(args.idle_timeout),
+        final_scrape_timeout = %humantime::format_duration(args.final_scrape_timeout),
         stream_drain = args.stream_drain,
         "starting"
     );
     let report = server.serve(listeners, demo, shutdown).await?;
+    if let Some(path) = &args.termination_log
+        && let Err(error) = termination::write(path, &report)
+    {
+        // The summary is a convenience; the exit code says what matters.
+        tracing::warn!(%error, path = %path.display(), "cannot write the termination log");
+    }
     Ok(if report.is_forced() {
         ExitCode::FAILURE
     } else {

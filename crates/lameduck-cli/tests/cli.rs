@@ -23,6 +23,7 @@ fn bad_flag_values_exit_2_with_one_line_naming_the_flag() {
             &["--header-read-timeout", "0s"][..],
             "--header-read-timeout",
         ),
+        (&["--idle-timeout", "0s"][..], "--idle-timeout"),
         (&["--max-connections", "0"][..], "--max-connections"),
         (&["--max-connections", "many"][..], "--max-connections"),
         (&["--listen", "localhost"][..], "--listen"),

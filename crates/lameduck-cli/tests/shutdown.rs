@@ -240,51 +240,6 @@ fn connections_waiting_in_the_backlog_when_the_listener_closes_are_served() {
     assert_eq!(server.wait_log("shutdown finished")["completed"], 2);
 }
 
-#[test]
-fn stalled_connections_are_closed_by_the_header_read_timeout() {
-    let server = Lameduck::start(&["--header-read-timeout", "500ms"]);
-    let opened = Instant::now();
-    let mut silent = Conn::connect(server.app).unwrap();
-    let mut partial = Conn::connect(server.app).unwrap();
-    partial.send_raw(b"GET / HTTP/1.1\r\nHost: te").unwrap();
-    for conn in [&mut silent, &mut partial] {
-        assert!(conn.closed_within(PATIENCE));
-    }
-    let after = opened.elapsed();
-    assert!(
-        after >= Duration::from_millis(400),
-        "closed after {after:?}"
-    );
-    // The server itself is unharmed.
-    assert_eq!(
-        Conn::connect(server.app).unwrap().get("/").unwrap().status,
-        200
-    );
-}
-
-#[test]
-fn the_header_read_timeout_counts_from_the_last_response_and_spares_slow_requests() {
-    let server = Lameduck::start(&["--header-read-timeout", "500ms"]);
-    // A request that outlasts the timeout is not a connection waiting for headers.
-    let mut slow = Conn::connect(server.app).unwrap();
-    assert_eq!(slow.get("/work?ms=800").unwrap().status, 200);
-    // Idle keep-alive connections wait for the next request's headers: the
-    // timeout runs from the last response, and a request restarts it.
-    let mut idle = Conn::connect(server.app).unwrap();
-    assert_eq!(idle.get("/").unwrap().status, 200);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(idle.get("/").unwrap().status, 200);
-    let answered = Instant::now();
-    assert!(!idle.closed_within(Duration::from_millis(300)));
-    assert!(idle.closed_within(PATIENCE));
-    let after = answered.elapsed();
-    assert!(
-        after >= Duration::from_millis(400),
-        "closed {after:?} after the last response"
-    );
-    assert!(slow.closed_within(PATIENCE));
-}
-
 /// Longer than the idle time after which hyper lets go of a connection.
 const PARKED: Duration = Duration::from_millis(1300);
 

@@ -1,8 +1,13 @@
 //! The admin listener: `/livez`, `/readyz`, `/metrics`. It answers through the
-//! whole shutdown and closes last, so that the shutdown can be watched.
+//! whole shutdown and closes last, so that the shutdown can be watched; every
+//! `GET /metrics` is recorded by address, for the final scrape (see
+//! `scrapers`).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
@@ -23,7 +28,12 @@ use crate::lifecycle::Phase;
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serves the admin routes until `stop`; then drops its connections.
+/// Once stopped, how long a connection may take to finish the response it is
+/// writing (the final scrape's, say) before it is dropped.
+const FINISH_RESPONSE: Duration = Duration::from_secs(1);
+
+/// Serves the admin routes until `stop`; then closes its connections, each
+/// once its response in flight is written.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<ServerContext>,
@@ -41,20 +51,31 @@ pub(crate) async fn serve(
         };
         let shared = Arc::clone(&shared);
         let stop = stop.clone();
+        let peer = stream.peer_addr().ok().map(|addr| addr.ip());
         connections.spawn(async move {
             let routes = Arc::clone(&shared);
             let service = service_fn(move |request| {
-                let response = respond(&routes, &request);
+                let response = respond(&routes, &request, peer);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let conn = shared
-                .admin_h1
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                result = conn => if let Err(error) = result {
-                    debug!(%error, "admin connection ended with an error");
-                },
-                () = stop.cancelled() => {}
+            let mut conn = pin!(
+                shared
+                    .admin_h1
+                    .serve_connection(TokioIo::new(stream), service)
+            );
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = stop.cancelled() => {
+                    // An idle connection closes at once.
+                    conn.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(FINISH_RESPONSE, conn).await {
+                        Ok(result) => result,
+                        Err(_) => return,
+                    }
+                }
+            };
+            if let Err(error) = result {
+                debug!(%error, "admin connection ended with an error");
             }
         });
     }
@@ -63,7 +84,11 @@ pub(crate) async fn serve(
     connections.wait().await;
 }
 
-fn respond(shared: &ServerContext, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    shared: &ServerContext,
+    request: &Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response
@@ -81,7 +106,16 @@ fn respond(shared: &ServerContext, request: &Request<Incoming>) -> Response<Full
             ),
         },
         "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
+            // Read before encoding: the shutdown sets every final figure
+            // before it enters its last phase.
+            let final_figures = shared.lifecycle.phase() >= Phase::Done;
+            let body = shared.metrics.encode();
+            if let Some(peer) = peer
+                && request.method() == Method::GET
+            {
+                shared.scrapers.record(peer, final_figures);
+            }
+            let mut response = Response::new(Full::new(Bytes::from(body)));
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));

@@ -32,10 +32,32 @@ pub struct Config {
     /// On HTTP/2, how long the final GOAWAY waits for streams the client
     /// opened before it saw the first one (0: it does not wait).
     pub idle_grace: Duration,
-    /// A connection that has not sent complete request headers within this
-    /// time is closed (this also bounds how long an idle HTTP/1 keep-alive
-    /// connection is kept).
+    /// A request whose headers have started arriving but are not complete
+    /// this long after their first byte is closed: the defence against slow
+    /// headers. It does not run while a connection is idle (see
+    /// [`Config::idle_timeout`]).
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1 connection may wait, idle, for its next request
+    /// (or a new connection for its first) before it is closed.
+    ///
+    /// A proxy in front keeps idle connections in a pool and may reuse one at
+    /// any moment: a server that closes it first races the proxy's next
+    /// request, which the client then gets as a 502. So this must be longer
+    /// than the proxy's pool idle timeout. The default, 65 minutes, outlives
+    /// ingress-nginx (60 s), Traefik (90 s), AWS load balancers (60 s),
+    /// Google Cloud's (600 s) and Envoy's default (1 hour, which Contour,
+    /// Envoy Gateway and Istio keep).
+    pub idle_timeout: Duration,
+    /// Once the shutdown has ended, how long the admin listener may stay up
+    /// for the scrapers of `/metrics` to read the final figures (the phase,
+    /// the frozen duration, the aborted counts) before `serve` returns.
+    ///
+    /// Each address that scraped `/metrics` is waited for until it scrapes
+    /// again, or until twice its last interval (plus a second) has passed,
+    /// and never longer than this; where nobody scraped, nobody is waited
+    /// for. 0 returns at once. The default, 65 s, covers a 60 s scrape
+    /// interval.
+    pub final_scrape_timeout: Duration,
     /// Connections served at once (at least 1); further ones wait in the
     /// listen backlog.
     pub max_connections: usize,
@@ -48,6 +70,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(20),
             idle_grace: Duration::from_millis(250),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(65 * 60),
+            final_scrape_timeout: Duration::from_secs(65),
             max_connections: 10_000,
         }
     }

@@ -2,15 +2,18 @@
 //! admin listener and the shutdown share, behind one `Arc`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+// tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 
 use crate::config::{Config, LONGEST};
 use crate::drain::Drain;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
+use crate::scrapers::Scrapers;
 
 /// What every task of one server shares: its settings, lifecycle and
 /// metrics, and the protocol builders its connections are served with.
@@ -19,6 +22,8 @@ pub(crate) struct ServerContext {
     pub(crate) config: Config,
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) metrics: Metrics,
+    /// Who reads `/metrics`, for the final scrape.
+    pub(crate) scrapers: Scrapers,
     /// Application HTTP/1: no hyper timer. Its header read timeout would arm
     /// and drop a timer for every request; `conn` enforces it lazily instead.
     pub(crate) h1: http1::Builder,
@@ -44,6 +49,7 @@ impl ServerContext {
             drain: Drain::new(lifecycle.subscribe()),
             lifecycle,
             metrics,
+            scrapers: Scrapers::default(),
             h1,
             admin_h1,
             h2,

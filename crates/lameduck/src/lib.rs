@@ -15,7 +15,10 @@
 //! 4. **Done** when the last connection closed, or **Forced** when the
 //!    timeout expired or a second signal came.
 //!
-//! The admin listener answers `/livez`, `/readyz` and `/metrics` throughout.
+//! The admin listener answers `/livez`, `/readyz` and `/metrics` throughout,
+//! and last: once the final figures are set, it waits, at most
+//! [`Config::final_scrape_timeout`], for whoever has been scraping `/metrics`
+//! to read them once more.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
@@ -100,6 +103,7 @@ mod error;
 mod lifecycle;
 mod metrics;
 mod quiet;
+mod scrapers;
 mod server;
 mod service;
 mod shutdown;
@@ -112,7 +116,7 @@ pub use error::Error;
 pub use lifecycle::Phase;
 pub use server::{Listeners, Server};
 pub use service::{AppService, BoxError};
-pub use shutdown::ShutdownReport;
+pub use shutdown::{Linger, Scraper, ShutdownReport};
 
 /// Adapts a tower service, such as an axum `Router`, for [`Server::serve`].
 pub fn from_tower<S>(service: S) -> hyper_util::service::TowerToHyperService<S> {

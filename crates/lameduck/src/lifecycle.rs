@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 // tokio's clock, which tests can pause; the same as std's otherwise.
@@ -62,7 +62,7 @@ impl std::fmt::Display for Phase {
 /// shutdown, frozen once it ended.
 #[derive(Debug, Default)]
 pub(crate) struct ShutdownClock {
-    signalled_at: OnceLock<Instant>,
+    signalled_at: OnceLock<(Instant, SystemTime)>,
     final_duration: OnceLock<Duration>,
 }
 
@@ -70,14 +70,19 @@ impl ShutdownClock {
     pub(crate) fn elapsed(&self) -> Duration {
         match (self.final_duration.get(), self.signalled_at.get()) {
             (Some(frozen), _) => *frozen,
-            (None, Some(at)) => at.elapsed(),
+            (None, Some((at, _))) => at.elapsed(),
             (None, None) => Duration::ZERO,
         }
     }
 
+    /// The wall-clock time of the signal, once there was one.
+    pub(crate) fn signalled_at(&self) -> Option<SystemTime> {
+        self.signalled_at.get().map(|&(_, wall)| wall)
+    }
+
     /// Starts the clock; later calls change nothing.
     pub(crate) fn start(&self) {
-        let _ = self.signalled_at.set(Instant::now());
+        let _ = self.signalled_at.set((Instant::now(), SystemTime::now()));
     }
 
     /// Stops the clock at `duration`; later calls change nothing.
@@ -162,7 +167,10 @@ mod tests {
     fn elapsed_is_zero_before_the_signal_and_frozen_after() {
         let clock = ShutdownClock::default();
         assert_eq!(clock.elapsed(), Duration::ZERO);
+        assert_eq!(clock.signalled_at(), None);
+        let before = SystemTime::now();
         clock.start();
+        assert!(clock.signalled_at().is_some_and(|at| at >= before));
         std::thread::sleep(Duration::from_millis(5));
         assert!(clock.elapsed() >= Duration::from_millis(5));
         clock.freeze(Duration::from_millis(7));

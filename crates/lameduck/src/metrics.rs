@@ -3,13 +3,14 @@
 //! lock, no allocation, no label formatting.
 
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use http::{Method, StatusCode};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::lifecycle::Lifecycle;
@@ -49,6 +50,8 @@ pub(crate) struct Metrics {
     pub(crate) aborted: IntCounter,
     pub(crate) upgraded_connections: IntGauge,
     pub(crate) aborted_upgraded: IntCounter,
+    /// `lameduck_shutdowns_total{outcome="clean"}`, then `"forced"`.
+    shutdowns: [IntCounter; 2],
 }
 
 impl Metrics {
@@ -56,6 +59,13 @@ impl Metrics {
     /// `registry`; the shutdown phase and duration are read from `lifecycle`
     /// at each gathering.
     pub(crate) fn new(registry: Registry, lifecycle: Arc<Lifecycle>) -> prometheus::Result<Self> {
+        let shutdowns = IntCounterVec::new(
+            Opts::new(
+                "lameduck_shutdowns_total",
+                "Shutdowns that ended, by outcome: clean (every connection closed in time) or forced.",
+            ),
+            &["outcome"],
+        )?;
         let metrics = Self {
             active_requests: IntGauge::new(
                 "http_server_active_requests",
@@ -88,6 +98,12 @@ impl Metrics {
                 "lameduck_shutdown_aborted_upgraded_connections_total",
                 "Upgraded connections (WebSocket and the like) cut off by a forced shutdown.",
             )?,
+            // Both series exist from the start at 0, so that the one that
+            // reaches 1 shows as an increase.
+            shutdowns: [
+                shutdowns.with_label_values(&["clean"]),
+                shutdowns.with_label_values(&["forced"]),
+            ],
             registry,
         };
         let r = &metrics.registry;
@@ -103,13 +119,23 @@ impl Metrics {
                 "lameduck_shutdown_duration_seconds",
                 "Seconds since the shutdown signal; frozen when shutdown ends, 0 before.",
             )?,
+            start_time: Gauge::new(
+                "lameduck_shutdown_start_time_seconds",
+                "Unix time of the shutdown signal in seconds; 0 before.",
+            )?,
             lifecycle,
         }))?;
         r.register(Box::new(metrics.aborted.clone()))?;
         r.register(Box::new(metrics.upgraded_connections.clone()))?;
         r.register(Box::new(metrics.aborted_upgraded.clone()))?;
+        r.register(Box::new(shutdowns))?;
         register_process_collector(r)?;
         Ok(metrics)
+    }
+
+    /// Counts the shutdown that just ended, forced or not.
+    pub(crate) fn count_shutdown(&self, forced: bool) {
+        self.shutdowns[usize::from(forced)].inc();
     }
 
     /// Records one finished request.
@@ -145,13 +171,15 @@ impl Metrics {
     }
 }
 
-/// `lameduck_shutdown_phase` and `lameduck_shutdown_duration_seconds`, read
-/// from the lifecycle whenever they are gathered, so that the duration grows
-/// live for every scraper of the registry.
+/// `lameduck_shutdown_phase`, `lameduck_shutdown_duration_seconds` and
+/// `lameduck_shutdown_start_time_seconds`, read from the lifecycle whenever
+/// they are gathered, so that the duration grows live for every scraper of
+/// the registry.
 #[derive(Debug)]
 struct ShutdownState {
     phase: IntGauge,
     duration: Gauge,
+    start_time: Gauge,
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -159,15 +187,22 @@ impl Collector for ShutdownState {
     fn desc(&self) -> Vec<&Desc> {
         let mut descs = self.phase.desc();
         descs.extend(self.duration.desc());
+        descs.extend(self.start_time.desc());
         descs
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
+        let clock = self.lifecycle.clock();
         self.phase.set(self.lifecycle.phase() as i64);
-        self.duration
-            .set(self.lifecycle.clock().elapsed().as_secs_f64());
+        self.duration.set(clock.elapsed().as_secs_f64());
+        let start = clock
+            .signalled_at()
+            .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok());
+        self.start_time
+            .set(start.map_or(0.0, |since| since.as_secs_f64()));
         let mut families = self.phase.collect();
         families.extend(self.duration.collect());
+        families.extend(self.start_time.collect());
         families
     }
 }
@@ -218,6 +253,20 @@ mod tests {
         );
         assert!(text.contains(r#"code="999",method="POST"} 1"#), "{text}");
         assert!(text.contains("lameduck_shutdown_phase 0"), "{text}");
+        assert!(
+            text.contains("lameduck_shutdown_start_time_seconds 0"),
+            "{text}"
+        );
+        for outcome in ["clean", "forced"] {
+            let series = format!(r#"lameduck_shutdowns_total{{outcome="{outcome}"}} 0"#);
+            assert!(text.contains(&series), "{text}");
+        }
+        metrics.count_shutdown(true);
+        let text = String::from_utf8(metrics.encode()).unwrap();
+        assert!(
+            text.contains(r#"lameduck_shutdowns_total{outcome="forced"} 1"#),
+            "{text}"
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -109,7 +109,9 @@ impl Server {
     /// metrics on the admin listener until `shutdown` completes, then drains
     /// and shuts down as configured.
     ///
-    /// Returns once every application connection has closed (or was dropped);
+    /// Returns once every application connection has closed (or was dropped)
+    /// and the scrapers of `/metrics` have read the final figures (see
+    /// [`Config::final_scrape_timeout`](crate::Config::final_scrape_timeout));
     /// the admin listener is the last thing to close. Any hyper service will
     /// do; wrap a tower service (an axum `Router`, say) with
     /// [`from_tower`](crate::from_tower).

@@ -258,6 +258,7 @@ async fn upgrades_are_handed_over_on_new_and_parked_connections() {
 async fn extreme_settings_neither_panic_nor_block() {
     let mut config = Config::default();
     config.header_read_timeout = Duration::MAX;
+    config.idle_timeout = Duration::MAX;
     config.idle_grace = Duration::MAX;
     config.max_connections = usize::MAX;
     let running = start(Server::new(config)).await;

@@ -3,8 +3,10 @@
 //! nothing polls in the background.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
 
 use crate::PATIENCE;
 
@@ -106,7 +108,20 @@ impl Conn {
 
     /// Connects to `addr`; every later read or write waits at most `timeout`.
     pub fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        Self::with_stream(TcpStream::connect_timeout(&addr, timeout)?, timeout)
+    }
+
+    /// Connects to `addr` from the local address `from` (any loopback
+    /// address on Linux: 127.0.0.2 is a second client as the server sees
+    /// it); every later read or write waits at most [`PATIENCE`].
+    pub fn connect_from(addr: SocketAddr, from: IpAddr) -> io::Result<Self> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(from, 0).into())?;
+        socket.connect_timeout(&addr.into(), PATIENCE)?;
+        Self::with_stream(socket.into(), PATIENCE)
+    }
+
+    fn with_stream(stream: TcpStream, timeout: Duration) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;

@@ -1,14 +1,16 @@
 //! What the tests, the benchmarks and the rollout suite share: a server
 //! binary on free loopback ports ([`process`]), a raw HTTP/1.1 client that
-//! shows every byte and every close ([`http`]), and Prometheus samples
-//! ([`metrics`]). [`Lameduck`] is the `lameduck` binary for the server's
-//! tests: it sends real signals, and panics when something goes wrong.
+//! shows every byte and every close ([`http`]), Prometheus samples
+//! ([`metrics`]) and a periodic scraper ([`scrape`]). [`Lameduck`] is the
+//! `lameduck` binary for the server's tests: it sends real signals, and
+//! panics when something goes wrong.
 
 #![allow(missing_docs, missing_debug_implementations)]
 
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod scrape;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -23,6 +25,7 @@ use serde_json::Value;
 pub use crate::http::{Conn, Response};
 pub use crate::metrics::Metrics;
 pub use crate::process::{Exit, Logs, Server, Serving};
+pub use crate::scrape::{Scrape, ScrapeLoop};
 
 /// Longest any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -69,6 +72,10 @@ pub struct Lameduck {
 impl Lameduck {
     /// Starts the binary with `args` on `127.0.0.1:0` ports and JSON logs, and
     /// waits until it serves.
+    ///
+    /// Tests read `/metrics` to watch the server, which makes them scrapers
+    /// it would wait for once its shutdown ended: unless `args` set
+    /// `--final-scrape-timeout` themselves, it does not wait.
     pub fn start(args: &[&str]) -> Self {
         Self::start_logging(args, "info")
     }
@@ -87,6 +94,7 @@ impl Lameduck {
             .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", filter)
+            .env("LAMEDUCK_FINAL_SCRAPE_TIMEOUT", "0s")
             .env("POD_NAME", "test-replica");
         let server = Server::start(&mut command, PATIENCE).unwrap_or_else(|e| panic!("{e}"));
         let admin = server.admin.expect("lameduck logs its admin address");

@@ -22,8 +22,14 @@ use crate::timeline::unix_ms;
 use crate::workload::Workload;
 
 /// Flags the local backend sets itself: loopback ports chosen by the kernel,
-/// and JSON logs to learn them from.
-const OWN_FLAGS: [&str; 3] = ["--listen", "--admin-listen", "--log-format"];
+/// and JSON logs to learn them from. The termination log is dropped: the
+/// chart's `/dev/termination-log` is the kubelet's file, not this machine's.
+const OWN_FLAGS: [&str; 4] = [
+    "--listen",
+    "--admin-listen",
+    "--log-format",
+    "--termination-log",
+];
 
 /// What happened to a replica, in Unix milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]

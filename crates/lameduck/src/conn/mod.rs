@@ -16,6 +16,12 @@
 //!   (and of its buffers) and the task waits for the next request with
 //!   nothing but the socket, as it did for the first; the shutdown treats it
 //!   as any idle connection.
+//! - Waiting for a request, an HTTP/1 connection is under one of two limits
+//!   (see [`ReadLimit`]): with nothing of the request arrived yet it is idle,
+//!   and closed after `idle_timeout`, longer than the idle pools of the
+//!   proxies in front, so that the server never closes a connection that a
+//!   proxy is about to reuse; once the headers' first byte arrived, they
+//!   must be complete within `header_read_timeout`.
 
 mod frames;
 mod io;
@@ -25,18 +31,21 @@ mod track;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
+// tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use self::io::{ActivityIo, PREFIX_CAPACITY};
-use self::state::ConnState;
+use self::state::{ConnState, ReadLimit};
 use self::track::Tracked;
+use crate::config::LONGEST;
 use crate::context::ServerContext;
 use crate::lifecycle::Phase;
 use crate::quiet::Quiet;
@@ -138,10 +147,11 @@ enum Outcome {
     Parked,
 }
 
-/// Waits for a request's first bytes, within the header read timeout; with
+/// Waits for a request's first bytes, within the idle timeout; with
 /// `allow_h2`, reads until they tell HTTP/2's preface from anything else
-/// (treated as HTTP/1). Returns the protocol and how many bytes of `buf`
-/// were read; `None` if the connection should just close.
+/// (treated as HTTP/1), within the header read timeout. Returns the protocol
+/// and how many bytes of `buf` were read; `None` if the connection should
+/// just close.
 ///
 /// A new connection starts here, and so does a parked one: idle, it holds
 /// nothing but its socket.
@@ -153,16 +163,22 @@ async fn detect(
     allow_h2: bool,
 ) -> Option<(Protocol, usize)> {
     let shared = &state.shared;
-    let deadline = state.header_deadline();
     let mut phase = shared.lifecycle.subscribe();
     let mut len = 0;
     loop {
+        // Exact, since only this loop reads: no byte yet, the connection is
+        // idle; then the headers have started.
+        let (limit, deadline) = if len == 0 {
+            (ReadLimit::Idle, state.idle_deadline())
+        } else {
+            (ReadLimit::Headers, state.header_deadline())
+        };
         let read = tokio::select! {
             biased;
             () = cut.cancelled() => return None,
             read = stream.read(&mut buf[len..]) => read,
-            () = tokio::time::sleep_until(deadline.into()) => {
-                debug!("no request within the header read timeout");
+            () = tokio::time::sleep_until(deadline) => {
+                log_read_limit(limit);
                 return None;
             }
             // Only while nothing has arrived; a partial request is not idle,
@@ -216,9 +232,9 @@ where
             Protocol::Http1 => idle_while_closing(&mut phase, state).await,
         }
     };
-    let header_timeout = async {
+    let read_timeout = async {
         match protocol {
-            Protocol::Http1 => header_read_timeout(state).await,
+            Protocol::Http1 => read_timeout(state).await,
             Protocol::Http2 => std::future::pending().await,
         }
     };
@@ -226,7 +242,7 @@ where
     // fire (see `quiet`).
     let mut close_requested = pin!(Quiet::new(close_requested));
     let mut cancelled = pin!(Quiet::new(cut.cancelled()));
-    let mut header_timeout = pin!(Quiet::new(header_timeout));
+    let mut read_timeout = pin!(Quiet::new(read_timeout));
     let park = async {
         match protocol {
             Protocol::Http1 => idle_at_least(state, PARK_AFTER).await,
@@ -269,9 +285,9 @@ where
                 graceful_shutdown(conn.as_mut());
                 asked = true;
             }
-            () = &mut header_timeout => {
+            limit = &mut read_timeout => {
                 // No response is pending, so just close (as hyper does).
-                debug!("no complete request headers within the header read timeout");
+                log_read_limit(limit);
                 return Outcome::Closed;
             }
             () = &mut park, if !asked => {
@@ -287,20 +303,38 @@ where
     }
 }
 
-/// Resolves once an HTTP/1 connection has waited the header read timeout
-/// for complete request headers, since it opened or since its last request
-/// ended.
+/// Resolves, with the limit that expired, once an HTTP/1 connection waiting
+/// for a request has been idle for the idle timeout, or has waited the
+/// header read timeout for the rest of headers that started arriving.
 ///
-/// hyper's own timeout arms and drops a timer for every request. This one
-/// sleeps until the earliest possible deadline and checks again on waking,
-/// so a request costs no timer at all.
-async fn header_read_timeout(state: &ConnState) {
-    let timeout = state.shared.config.header_read_timeout;
+/// hyper's own header read timeout arms and drops a timer for every
+/// request, and also runs while the connection is idle. This one sleeps
+/// until the earliest possible deadline and checks again on waking, so a
+/// request costs no timer at all.
+async fn read_timeout(state: &ConnState) -> ReadLimit {
+    let config = &state.shared.config;
+    let header = config.header_read_timeout.min(LONGEST);
     loop {
-        match state.waiting_for_headers(Instant::now()) {
-            Some(waited) if waited >= timeout => return,
-            Some(waited) => tokio::time::sleep(timeout - waited).await,
-            None => tokio::time::sleep(timeout).await,
+        let now = Instant::now();
+        let wake = match state.read_limit() {
+            Some((limit, deadline)) if deadline <= now => return limit,
+            // Bytes arriving from now on set a header deadline no earlier
+            // than `now + header`, which may come before the idle one.
+            Some((ReadLimit::Idle, deadline)) => deadline.min(now + header),
+            Some((ReadLimit::Headers, deadline)) => deadline,
+            // After the request in flight, either deadline is at least this
+            // far away.
+            None => now + header.min(config.idle_timeout.min(LONGEST)),
+        };
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
+fn log_read_limit(limit: ReadLimit) {
+    match limit {
+        ReadLimit::Idle => debug!("closing a connection idle for the idle timeout"),
+        ReadLimit::Headers => {
+            debug!("no complete request headers within the header read timeout");
         }
     }
 }
@@ -362,5 +396,50 @@ impl<'a> OpenConnection<'a> {
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
         self.0.metrics.open_connections.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::sleep;
+
+    use super::state::tests::conn_state;
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_outlives_the_header_timeout_until_the_idle_timeout() {
+        let state = conn_state(2 * SECOND, 60 * SECOND);
+        let start = Instant::now();
+        assert_eq!(read_timeout(&state).await, ReadLimit::Idle);
+        assert_eq!(start.elapsed(), 60 * SECOND);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_that_start_late_get_the_header_timeout_from_their_first_byte() {
+        let state = conn_state(2 * SECOND, 60 * SECOND);
+        let start = Instant::now();
+        let (limit, ()) = tokio::join!(read_timeout(&state), async {
+            sleep(9 * SECOND + SECOND / 2).await;
+            state.touch();
+        });
+        assert_eq!(limit, ReadLimit::Headers);
+        assert_eq!(start.elapsed(), 11 * SECOND + SECOND / 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_is_under_neither_limit() {
+        let state = conn_state(2 * SECOND, 60 * SECOND);
+        let start = Instant::now();
+        let (limit, ()) = tokio::join!(read_timeout(&state), async {
+            sleep(SECOND).await;
+            state.touch();
+            state.start_request();
+            sleep(29 * SECOND).await;
+            state.end_request(state.shared.nanos_since_epoch(Instant::now()));
+        });
+        assert_eq!(limit, ReadLimit::Idle);
+        assert_eq!(start.elapsed(), 90 * SECOND);
     }
 }

@@ -4,10 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+// tokio's clock, which tests can pause; the same as std's otherwise.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LONGEST;
@@ -21,9 +23,9 @@ pub(crate) struct ConnState {
     /// Last sign of life, in nanoseconds since `shared.epoch`: bytes read, or
     /// a response finished.
     last_active: AtomicU64,
-    /// When the connection began waiting for request headers: when it
-    /// opened, then whenever a request ended.
-    waiting_since: AtomicU64,
+    /// When the first byte of the request now arriving was read (valid while
+    /// `request_arriving`): the header read timeout counts from there.
+    headers_since: AtomicU64,
     /// Bytes arrived that no request has claimed yet: a request is on its way.
     request_arriving: AtomicBool,
     /// Set while an idle HTTP/1 connection is being parked: hyper hands the
@@ -53,7 +55,7 @@ impl ConnState {
             shared,
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(now),
-            waiting_since: AtomicU64::new(now),
+            headers_since: AtomicU64::new(now),
             request_arriving: AtomicBool::new(false),
             parking: AtomicBool::new(false),
             parked: Mutex::new(None),
@@ -65,11 +67,17 @@ impl ConnState {
         }
     }
 
-    /// Records that the peer sent bytes.
+    /// Records that the peer sent bytes; the first since the last request
+    /// started or ended starts the next request's header read timeout.
     pub(crate) fn touch(&self) {
         let now = self.shared.nanos_since_epoch(Instant::now());
         self.last_active.store(now, Ordering::Relaxed);
-        self.request_arriving.store(true, Ordering::Relaxed);
+        // Only the connection's own task reads the socket, so a load and a
+        // store do what a swap would, for less.
+        if !self.request_arriving.load(Ordering::Relaxed) {
+            self.headers_since.store(now, Ordering::Relaxed);
+            self.request_arriving.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether bytes arrived since the last request started or ended: with
@@ -86,17 +94,44 @@ impl ConnState {
     /// How long the connection has been idle at `now`; `None` while a request
     /// is in flight.
     pub(crate) fn idle_for(&self, now: Instant) -> Option<Duration> {
-        self.unless_busy_since(&self.last_active, now)
+        if self.busy() {
+            return None;
+        }
+        let now = self.shared.nanos_since_epoch(now);
+        let since = self.last_active.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(now.saturating_sub(since)))
     }
 
-    /// When the header read timeout of the request now awaited expires.
+    /// When a connection with nothing of its next request yet is closed:
+    /// the idle timeout after its last sign of life.
+    pub(crate) fn idle_deadline(&self) -> Instant {
+        self.stamp(&self.last_active) + self.shared.config.idle_timeout.min(LONGEST)
+    }
+
+    /// When the request now arriving must have its headers complete: the
+    /// header read timeout after their first byte.
     pub(crate) fn header_deadline(&self) -> Instant {
-        let since = self
-            .shared
-            .instant_at(self.waiting_since.load(Ordering::Relaxed));
         // A library caller may pass any duration; past a year it makes no
         // difference, and `Instant` cannot overflow.
-        since + self.shared.config.header_read_timeout.min(LONGEST)
+        self.stamp(&self.headers_since) + self.shared.config.header_read_timeout.min(LONGEST)
+    }
+
+    /// The read limit the connection is under, and when it expires; `None`
+    /// while a request is in flight. Bytes arriving move it from
+    /// [`ReadLimit::Idle`] to [`ReadLimit::Headers`], and a request that
+    /// ends moves it back.
+    pub(crate) fn read_limit(&self) -> Option<(ReadLimit, Instant)> {
+        if self.busy() {
+            None
+        } else if self.request_arriving() {
+            Some((ReadLimit::Headers, self.header_deadline()))
+        } else {
+            Some((ReadLimit::Idle, self.idle_deadline()))
+        }
+    }
+
+    fn stamp(&self, stamp: &AtomicU64) -> Instant {
+        self.shared.instant_at(stamp.load(Ordering::Relaxed))
     }
 
     /// Asks the socket's next shutdown to hand the socket back instead.
@@ -138,7 +173,6 @@ impl ConnState {
     /// returns whether it was the last one in flight.
     pub(crate) fn end_request(&self, now: u64) -> bool {
         self.last_active.store(now, Ordering::Relaxed);
-        self.waiting_since.store(now, Ordering::Relaxed);
         self.request_arriving.store(false, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
     }
@@ -162,22 +196,85 @@ impl ConnState {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
     }
+}
 
-    /// How long the connection has been waiting for complete request
-    /// headers at `now` (partial headers do not restart the clock); `None`
-    /// while a request is in flight.
-    pub(crate) fn waiting_for_headers(&self, now: Instant) -> Option<Duration> {
-        self.unless_busy_since(&self.waiting_since, now)
+/// What a connection waiting for a request is waiting under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadLimit {
+    /// Nothing of the next request has arrived (or of the first, on a new
+    /// connection): `idle_timeout` from the last sign of life. A pool may
+    /// keep a connection unused for as long as it likes, and may have opened
+    /// it ahead of need.
+    Idle,
+    /// The request's headers have started: `header_read_timeout` from their
+    /// first byte.
+    Headers,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use tokio::time::{Instant, advance};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+
+    /// A connection's state under a server with these limits.
+    pub(crate) fn conn_state(header_read_timeout: Duration, idle_timeout: Duration) -> ConnState {
+        let config = Config {
+            header_read_timeout,
+            idle_timeout,
+            ..Config::default()
+        };
+        let lifecycle = Arc::default();
+        let metrics = Metrics::new(prometheus::Registry::new(), Arc::clone(&lifecycle)).unwrap();
+        let shared = Arc::new(ServerContext::new(config, metrics, lifecycle));
+        ConnState::new(shared, CancellationToken::new())
     }
 
-    /// Time from the timestamp `stamp` to `now`; `None` while a request is
-    /// in flight.
-    fn unless_busy_since(&self, stamp: &AtomicU64, now: Instant) -> Option<Duration> {
-        if self.busy() {
-            return None;
-        }
-        let now = self.shared.nanos_since_epoch(now);
-        let since = stamp.load(Ordering::Relaxed);
-        Some(Duration::from_nanos(now.saturating_sub(since)))
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_until_bytes_arrive_then_the_header_timeout_from_the_first_byte() {
+        let opened = Instant::now();
+        let state = conn_state(2 * SECOND, 60 * SECOND);
+        // A new connection that has sent nothing is idle, not slow.
+        assert_eq!(
+            state.read_limit(),
+            Some((ReadLimit::Idle, opened + 60 * SECOND))
+        );
+        advance(10 * SECOND).await;
+        state.touch();
+        assert_eq!(
+            state.read_limit(),
+            Some((ReadLimit::Headers, opened + 12 * SECOND))
+        );
+        // More of the same headers does not restart the clock.
+        advance(SECOND).await;
+        state.touch();
+        assert_eq!(
+            state.read_limit(),
+            Some((ReadLimit::Headers, opened + 12 * SECOND))
+        );
+        // A request in flight is under neither limit.
+        state.start_request();
+        advance(30 * SECOND).await;
+        assert_eq!(state.read_limit(), None);
+        // After it, the connection is idle again, from the response's end.
+        let ended = Instant::now();
+        state.end_request(state.shared.nanos_since_epoch(ended));
+        assert_eq!(
+            state.read_limit(),
+            Some((ReadLimit::Idle, ended + 60 * SECOND))
+        );
+        advance(59 * SECOND).await;
+        state.touch();
+        assert_eq!(
+            state.read_limit(),
+            Some((ReadLimit::Headers, ended + 61 * SECOND)),
+            "bytes that arrive before the idle deadline lift it"
+        );
     }
 }

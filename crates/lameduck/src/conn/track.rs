@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -163,7 +163,7 @@ impl RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let shared = &self.conn.shared;
-        let now = shared.nanos_since_epoch(Instant::now());
+        let now = shared.nanos_since_epoch(tokio::time::Instant::now());
         shared.metrics.active_requests.dec();
         if let Some(status) = self.status {
             let seconds = Duration::from_nanos(now.saturating_sub(self.started)).as_secs_f64();
