@@ -7,7 +7,7 @@
 use anyhow::Result;
 
 use crate::promql::Series;
-use crate::verdict::{Check, Span, Termination, Verdict};
+use crate::verdict::{Check, Outcome, Span, Termination, Verdict};
 
 /// Prometheus' clock may differ a little from the runner's (in a cluster it
 /// runs on a node): this much is allowed at each end of a window.
@@ -67,14 +67,25 @@ impl Scope {
     }
 }
 
+/// The samples of one replica's shutdown series between its deletion and
+/// its exit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    pub phase: Vec<(f64, f64)>,
+    pub duration: Vec<(f64, f64)>,
+    pub aborted: Vec<(f64, f64)>,
+    pub aborted_upgraded: Vec<(f64, f64)>,
+}
+
 /// Requests in flight were recorded during the run, and each terminated
-/// replica's shutdown (a phase past serving, a duration) between its
-/// deletion and its exit.
+/// replica's final figures between its deletion and its exit: the outcome
+/// (phase 3 clean, 4 forced), a duration above zero, and what it cut off.
 pub async fn check(
     prometheus: &impl Ask,
     scope: &Scope,
     terminations: &[Termination],
     run: Span,
+    outcome: Outcome,
     verdict: &mut Verdict,
 ) -> Result<()> {
     let in_flight = ask(prometheus, "http_server_active_requests", &scope.all(), run).await?;
@@ -85,17 +96,33 @@ pub async fn check(
             to_ms: t.exited_ms,
         };
         let one = scope.one(&t.name);
-        let phase = ask(prometheus, "lameduck_shutdown_phase", &one, window).await?;
-        let duration = ask(
-            prometheus,
-            "lameduck_shutdown_duration_seconds",
-            &one,
-            window,
-        )
-        .await?;
+        let recorded = Recorded {
+            phase: ask(prometheus, "lameduck_shutdown_phase", &one, window).await?,
+            duration: ask(
+                prometheus,
+                "lameduck_shutdown_duration_seconds",
+                &one,
+                window,
+            )
+            .await?,
+            aborted: ask(
+                prometheus,
+                "lameduck_shutdown_aborted_requests_total",
+                &one,
+                window,
+            )
+            .await?,
+            aborted_upgraded: ask(
+                prometheus,
+                "lameduck_shutdown_aborted_upgraded_connections_total",
+                &one,
+                window,
+            )
+            .await?,
+        };
         verdict
             .checks
-            .push(shutdown_check(&t.name, &phase, &duration, window));
+            .push(shutdown_check(&t.name, &recorded, window, outcome));
     }
     Ok(())
 }
@@ -149,33 +176,42 @@ pub fn in_flight_check(samples: &[(f64, f64)], run: Span) -> Check {
     }
 }
 
-/// Prometheus recorded `name`'s shutdown while it terminated: a phase past
-/// serving and a duration above zero.
-pub fn shutdown_check(
-    name: &str,
-    phase: &[(f64, f64)],
-    duration: &[(f64, f64)],
-    window: Span,
-) -> Check {
-    let (top_phase, top_duration) = (highest(phase), highest(duration));
-    let last_phase = phase.last().map(|(_, v)| *v);
+/// Prometheus recorded `name`'s final figures while it terminated: the
+/// outcome `want` (phase 3 clean, 4 forced), a duration above zero, and
+/// aborted requests and upgraded connections counted (none for a clean
+/// shutdown, some requests for a forced one).
+pub fn shutdown_check(name: &str, r: &Recorded, window: Span, want: Outcome) -> Check {
+    let final_phase = highest(&r.phase);
+    let duration = highest(&r.duration);
+    let (aborted, upgraded) = (highest(&r.aborted), highest(&r.aborted_upgraded));
+    let outcome = match final_phase {
+        Some(3.0) => Some(Outcome::Clean),
+        Some(4.0) => Some(Outcome::Forced),
+        _ => None,
+    };
+    let counts_as_wanted = match want {
+        Outcome::Clean => aborted == Some(0.0) && upgraded == Some(0.0),
+        Outcome::Forced => aborted.is_some_and(|a| a > 0.0) && upgraded.is_some(),
+    };
+    let passed = outcome == Some(want) && duration.is_some_and(|d| d > 0.0) && counts_as_wanted;
+    let seen = format!(
+        "{} samples between its deletion and its exit ({:.1} s): final phase {} (3 clean, 4 forced; {want:?} wanted), shutdown duration {}, aborted requests {}, aborted upgraded connections {}",
+        r.phase.len(),
+        window.seconds(),
+        fmt(final_phase),
+        duration.map_or("-".to_owned(), |d| format!("{d:.3} s")),
+        fmt(aborted),
+        fmt(upgraded),
+    );
     Check {
-        name: format!("Prometheus recorded {name}'s shutdown"),
-        passed: top_phase.is_some_and(|p| p >= 1.0) && top_duration.is_some_and(|d| d > 0.0),
-        detail: if phase.is_empty() {
-            format!(
-                "unknown: no sample of lameduck_shutdown_phase between its deletion and its exit ({:.1} s)",
-                window.seconds()
-            )
+        name: format!("Prometheus recorded {name}'s final shutdown figures"),
+        passed,
+        detail: if r.phase.is_empty() {
+            format!("unknown: no sample of lameduck_shutdown_phase; {seen}")
+        } else if outcome.is_none() {
+            format!("unknown: its final figures were never scraped; {seen}")
         } else {
-            format!(
-                "{} samples between its deletion and its exit ({:.1} s): highest phase {}, last phase {}, longest lameduck_shutdown_duration_seconds {}",
-                phase.len(),
-                window.seconds(),
-                fmt(top_phase),
-                fmt(last_phase),
-                top_duration.map_or("-".to_owned(), |d| format!("{d:.3}"))
-            )
+            seen
         },
     }
 }
@@ -238,7 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn questions_are_scoped_to_the_run_s_pods_and_windows() {
-        let p = fake(&[(110.0, 3.0), (125.0, 2.0)]);
+        let p = fake(&[(110.0, 3.0), (125.0, 4.0)]);
         let scope = Scope::pods("ns", &["a-1".to_owned(), "b.2".to_owned()]);
         let mut v = Verdict::default();
         check(
@@ -246,6 +282,7 @@ mod tests {
             &scope,
             &[termination("a-1", 120_000, 126_000)],
             RUN,
+            Outcome::Forced,
             &mut v,
         )
         .await
@@ -280,6 +317,7 @@ mod tests {
             &scope,
             &[termination("a", 120_000, 126_000)],
             RUN,
+            Outcome::Clean,
             &mut v,
         )
         .await
@@ -292,22 +330,54 @@ mod tests {
         );
     }
 
+    const W: Span = Span {
+        from_ms: 10_000,
+        to_ms: 16_000,
+    };
+
+    /// The samples a scrape every 2 s gives of a shutdown that ended
+    /// `final_phase` after `duration` s, having aborted `aborted`.
+    fn scraped(final_phase: f64, duration: f64, aborted: f64) -> Recorded {
+        Recorded {
+            phase: vec![(11.0, 0.0), (13.0, 0.0), (15.0, final_phase)],
+            duration: vec![(11.0, 0.0), (13.0, 0.0), (15.0, duration)],
+            aborted: vec![(11.0, 0.0), (13.0, 0.0), (15.0, aborted)],
+            aborted_upgraded: vec![(11.0, 0.0), (13.0, 0.0), (15.0, 0.0)],
+        }
+    }
+
+    /// Scraped only inside its preStop, as a 30 s scrape interval almost
+    /// always does without the final scrape: it shows nothing.
     #[test]
     fn a_shutdown_seen_only_at_phase_0_does_not_pass() {
-        let w = Span {
-            from_ms: 10_000,
-            to_ms: 16_000,
-        };
-        let serving = [(11.0, 0.0), (13.0, 0.0), (15.0, 0.0)];
-        let zero = [(11.0, 0.0), (13.0, 0.0), (15.0, 0.0)];
-        let c = shutdown_check("a", &serving, &zero, w);
+        let c = shutdown_check("a", &scraped(0.0, 0.0, 0.0), W, Outcome::Clean);
         assert!(!c.passed, "{}", c.detail);
-        assert!(c.detail.contains("highest phase 0"), "{}", c.detail);
-        let draining = [(11.0, 0.0), (15.0, 2.0), (15.5, 3.0)];
-        let grew = [(11.0, 0.0), (15.0, 0.2), (15.5, 0.51)];
-        let c = shutdown_check("a", &draining, &grew, w);
+        assert!(
+            c.detail.starts_with("unknown: its final figures"),
+            "{}",
+            c.detail
+        );
+        // Closing, not yet done: the final figures are still missing.
+        let c = shutdown_check("a", &scraped(2.0, 0.4, 0.0), W, Outcome::Clean);
+        assert!(!c.passed, "{}", c.detail);
+    }
+
+    #[test]
+    fn the_final_figures_must_show_the_wanted_outcome() {
+        let clean = scraped(3.0, 0.51, 0.0);
+        assert!(shutdown_check("a", &clean, W, Outcome::Clean).passed);
+        assert!(!shutdown_check("a", &clean, W, Outcome::Forced).passed);
+        let forced = scraped(4.0, 1.2, 7.0);
+        let c = shutdown_check("a", &forced, W, Outcome::Forced);
         assert!(c.passed, "{}", c.detail);
-        assert!(c.detail.contains("last phase 3"), "{}", c.detail);
+        assert!(c.detail.contains("aborted requests 7"), "{}", c.detail);
+        assert!(!shutdown_check("a", &forced, W, Outcome::Clean).passed);
+        // Forced, but nothing counted as cut off: the counters lie.
+        assert!(!shutdown_check("a", &scraped(4.0, 1.2, 0.0), W, Outcome::Forced).passed);
+        // Clean, but a counter never scraped: unknown, not zero.
+        let mut unscraped = clean;
+        unscraped.aborted_upgraded.clear();
+        assert!(!shutdown_check("a", &unscraped, W, Outcome::Clean).passed);
     }
 
     #[test]

@@ -248,17 +248,20 @@ impl Backend for Release {
         pods::check(&self.pods, terminations, expect, &mut verdict);
         // The negative control's pods live a fraction of a second after their
         // deletion: nothing can be asked to scrape them.
-        if let Some(spec) = self
-            .args
-            .prometheus
-            .as_ref()
-            .filter(|_| expect == Expect::NoFailures)
-        {
+        if let (Some(spec), Some(outcome)) = (self.args.prometheus.as_ref(), expect.outcome()) {
             let prometheus = prometheus::Prometheus::new(self.client.clone(), spec)?;
             tokio::time::sleep(prometheus::SETTLE).await;
             let names: Vec<String> = self.pods.seen.keys().cloned().collect();
             let scope = crate::recorded::Scope::pods(&self.args.namespace, &names);
-            crate::recorded::check(&prometheus, &scope, terminations, run, &mut verdict).await?;
+            crate::recorded::check(
+                &prometheus,
+                &scope,
+                terminations,
+                run,
+                outcome,
+                &mut verdict,
+            )
+            .await?;
         }
         Ok(verdict.checks)
     }

@@ -29,6 +29,26 @@ pub struct ShutdownSample {
     pub duration_seconds: f64,
 }
 
+/// The server's own account of its shutdown: the container's termination
+/// message, which `lameduck --termination-log` writes at exit (the chart
+/// points it at Kubernetes' `/dev/termination-log`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct Account {
+    /// `clean` or `forced`.
+    pub outcome: String,
+    /// When the signal came, on the pod's node's clock.
+    pub signal_unix_ms: u64,
+    /// From the signal to the end of the shutdown.
+    pub duration_ms: u64,
+    /// Requests completed during the shutdown.
+    pub completed: u64,
+    pub aborted: u64,
+    pub aborted_upgraded: u64,
+    /// How long it waited for its final scrape.
+    #[serde(default)]
+    pub linger_ms: u64,
+}
+
 /// Everything seen of one pod.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
@@ -42,6 +62,8 @@ pub struct Seen {
     /// The watch delivered the container's terminated state.
     pub exited_ms: Option<u64>,
     pub exit_code: Option<i32>,
+    /// Its termination message, when it wrote one.
+    pub account: Option<Account>,
     /// The pod object was deleted (or missing from a relist).
     pub gone_ms: Option<u64>,
     pub shutdown: ShutdownSample,
@@ -144,10 +166,11 @@ impl Pods {
             deleted.push(name.clone());
         }
         if seen.exited_ms.is_none()
-            && let Some(code) = exit_code(pod)
+            && let Some((code, message)) = terminated(pod)
         {
             seen.exited_ms = Some(now_ms);
             seen.exit_code = Some(code);
+            seen.account = message.and_then(|m| serde_json::from_str(m.trim()).ok());
             changes.push(format!("container terminated, exit code {code}"));
         }
         for change in changes {
@@ -182,14 +205,15 @@ impl Pods {
                 started_ms: s.first_seen_ms,
                 ready_ms: s.ready_ms,
                 terminating_ms: s.deleted_ms,
-                // The kubelet's SIGTERM is not visible from the API server.
-                sigterm_ms: None,
+                // The kubelet's SIGTERM is not visible from the API server;
+                // the server says when it came (on its node's clock).
+                sigterm_ms: s.account.as_ref().map(|a| a.signal_unix_ms),
                 // Only the container's terminated state is an exit: a pod
                 // that went without showing one stays unknown, and fails.
                 exited_ms: s.exited_ms,
                 exit_code: s.exit_code,
                 killed: s.exit_code == Some(137),
-                aborted_requests: None,
+                aborted_requests: s.account.as_ref().map(|a| a.aborted),
             })
             .collect()
     }
@@ -239,14 +263,18 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The exit code of the pod's (only) container, once it has terminated.
-fn exit_code(pod: &Pod) -> Option<i32> {
+/// The exit code and termination message of the pod's (only) container,
+/// once it has terminated.
+fn terminated(pod: &Pod) -> Option<(i32, Option<&str>)> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find_map(|c| Some(c.state.as_ref()?.terminated.as_ref()?.exit_code))
+        .find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            Some((t.exit_code, t.message.as_deref()))
+        })
 }
 
 #[cfg(test)]
@@ -265,11 +293,15 @@ mod tests {
         if let Some(code) = exit {
             p["status"]["containerStatuses"] = serde_json::json!([{
                 "name": "lameduck", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": code}}
+                "state": {"terminated": {"exitCode": code, "message": MESSAGE}}
             }]);
         }
         serde_json::from_value(p).unwrap()
     }
+
+    /// What `lameduck --termination-log` writes.
+    const MESSAGE: &str = r#"{"outcome":"clean","signal_unix_ms":8000,"duration_ms":560,"completed":31,"aborted":0,"aborted_upgraded":0,"linger_ms":310,"scrapers":[{"address":"10.0.0.9","scraped":true}],"scrapers_not_listed":0}
+"#;
 
     #[test]
     fn follows_a_pod_from_ready_to_gone_at_the_moments_the_watch_saw() {
@@ -301,6 +333,12 @@ mod tests {
             (record.terminating_ms, record.exited_ms),
             (Some(3_000), Some(8_600))
         );
+        // The server's own account: when SIGTERM came, what it cut off.
+        assert_eq!(
+            (record.sigterm_ms, record.aborted_requests),
+            (Some(8_000), Some(0))
+        );
+        assert_eq!(a.account.as_ref().unwrap().completed, 31);
         let changes: Vec<_> = pods.transitions.iter().map(|t| t.change.as_str()).collect();
         assert_eq!(
             changes,

@@ -252,7 +252,7 @@ impl Backend for Cluster {
         expect: Expect,
     ) -> Result<Vec<Check>> {
         let mut verdict = Verdict::default();
-        if expect == Expect::NoFailures {
+        if let Some(outcome) = expect.outcome() {
             // Let the last scrapes land.
             tokio::time::sleep(prometheus::SCRAPE_INTERVAL * 3).await;
             let names: Vec<String> = self
@@ -263,7 +263,15 @@ impl Backend for Cluster {
                 .map(|t| t.name.clone())
                 .collect();
             let scope = Scope::replicas(&names);
-            recorded::check(&self.prometheus, &scope, terminations, run, &mut verdict).await?;
+            recorded::check(
+                &self.prometheus,
+                &scope,
+                terminations,
+                run,
+                outcome,
+                &mut verdict,
+            )
+            .await?;
         }
         Ok(verdict.checks)
     }

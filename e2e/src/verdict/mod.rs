@@ -25,6 +25,30 @@ pub enum Expect {
     /// than a broken shutdown (routers slower than the preStop), where pooled
     /// HTTP/2 connections, which move only on GOAWAY, may all come through.
     FailuresAnyProtocol,
+    /// Requests longer than the shutdown timeout: every old replica must cut
+    /// them off, exit 1, and say so in its metrics (outcome forced, aborted
+    /// requests counted), so that a dashboard shows the case that matters.
+    Forced,
+}
+
+impl Expect {
+    /// How each old replica's shutdown must end.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Expect::NoFailures => Some(Outcome::Clean),
+            Expect::Forced => Some(Outcome::Forced),
+            Expect::Failures | Expect::FailuresAnyProtocol => None,
+        }
+    }
+}
+
+/// How a replica's shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything finished: phase 3, exit 0, nothing aborted.
+    Clean,
+    /// The timeout cut what was left: phase 4, exit 1, aborted counted.
+    Forced,
 }
 
 /// A stretch of the run, in Unix milliseconds on the runner's clock.
@@ -239,7 +263,7 @@ fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut V
             }
             judge_posts(report, verdict);
         }
-        Expect::Failures | Expect::FailuresAnyProtocol => {
+        Expect::Failures | Expect::FailuresAnyProtocol | Expect::Forced => {
             let (inside, outside) = located(report, windows);
             let c = &report.config;
             // (name, failed inside, sent, its share of the load)
@@ -289,7 +313,7 @@ fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut V
                     outside.requests()
                 ),
             );
-            if expect == Expect::FailuresAnyProtocol {
+            if expect != Expect::Failures {
                 return;
             }
             // Each switch the negative control turns off has its failure on
@@ -411,10 +435,16 @@ pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec
                     report.answered_by.get(&t.name).copied().unwrap_or(0)
                 ),
             );
+        }
+        if let Some(outcome) = expect.outcome() {
+            let (name, code) = match outcome {
+                Outcome::Clean => ("exited on its own", 0),
+                Outcome::Forced => ("was forced at its shutdown timeout", 1),
+            };
             // An exit code nobody saw is not a pass.
             verdict.push(
-                format!("{} exited on its own", t.name),
-                !t.killed && t.exit_code == Some(0),
+                format!("{} {name}", t.name),
+                !t.killed && t.exit_code == Some(code),
                 match (t.exit_code, t.killed) {
                     (None, _) => "unknown: no exit code was seen".to_owned(),
                     (Some(code), true) => {
