@@ -17,16 +17,16 @@ from errors import Fail, log
 def hold(path):
     """Takes the lock at `path`, waiting (with one line saying so) while
     another process holds it; returns the descriptor, to pass on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         log(f"another `cluster-up` (pid {holder}) is starting the cluster; waiting for it to finish")
         fcntl.flock(fd, fcntl.LOCK_EX)
     except OSError as e:
-        raise Fail(f"cannot lock {path}: {e.strerror}", "scripts/just cluster-down") from e
+        raise Fail(f"cannot lock {path}: {e.strerror}", f"check that {path.parent} is writable") from e
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     os.set_inheritable(fd, True)
