@@ -97,9 +97,9 @@ e2e: kind-up kind-load kind-prometheus
     target/quick/e2e cluster --label graceful --values e2e/values/graceful.yaml --expect no-failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
     target/quick/e2e cluster --label naive --values e2e/values/naive.yaml --expect failures --image {{image_repo}}:{{image_tag}} --context kind-{{kind_cluster}} --prometheus monitoring/prometheus:web
 
-# Install the Debian packages the local cluster runs on (containerd, runc, CNI plugins, nftables).
+# Install the Debian packages the local cluster runs on (containerd, runc, CNI plugins, nftables; gcc and the static libc for Kubernetes' pause.c).
 setup-cluster:
-    scripts/setup-debian containerd runc containernetworking-plugins nftables
+    scripts/setup-debian containerd runc containernetworking-plugins nftables gcc libc6-dev
 
 # Start a one-node Kubernetes cluster built from upstream sources, in its own network namespace (root; first build ~11 min, then cached).
 cluster-up: setup-cluster
@@ -118,14 +118,22 @@ cluster-shell *CMD:
 cluster-load:
     python3 scripts/cluster load
 
+# Exit 0 if the local cluster's containerd has the image REF, else one line naming the command that imports it.
+cluster-has-image REF:
+    python3 scripts/cluster has-image {{quote(REF)}}
+
 # The rollout suite on the local cluster: the chart's defaults, the negative control, a drain delay, then `helm test`.
 e2e-cluster: cluster-up
     #!/usr/bin/env bash
     set -euo pipefail
+    # Interrupted or not, the cluster stays up for the next run.
+    trap 'echo "e2e-cluster: interrupted; the cluster stays up: scripts/just cluster-down stops it" >&2; exit 130' INT TERM
     image=$(python3 scripts/cluster load | tail -n 1)
     python3 scripts/cluster prometheus
     cargo build --profile quick --locked -p e2e
     run() {
+        # A missing image in one line now, not after Helm's 3-minute --wait.
+        python3 scripts/cluster has-image "$image"
         python3 scripts/cluster shell target/quick/e2e cluster --context lameduck-local --image "$image" \
             --prometheus monitoring/prometheus:web "$@"
     }

@@ -33,6 +33,8 @@ COMPONENTS = {
         "k8s.io/kubernetes/cmd/kubelet",
         "k8s.io/kubernetes/cmd/kube-proxy",
         "k8s.io/kubernetes/cmd/kubectl",
+        # The certificates and kubeconfigs (`kubeadm init phase certs`, `... kubeconfig`).
+        "k8s.io/kubernetes/cmd/kubeadm",
     ]),
     "etcd": ("go.etcd.io/etcd/server/v3", "v3.6.16", ["go.etcd.io/etcd/server/v3"]),
     "helm": ("helm.sh/helm/v4", "v4.3.2", ["helm.sh/helm/v4/cmd/helm"]),
@@ -43,6 +45,9 @@ COMPONENTS = {
     # github.com/traefik/traefik/dynamic/ext is not served.
     "traefik": ("github.com/traefik/traefik/v3", "v3.6.12",
                 ["github.com/traefik/traefik/v3/cmd/traefik"]),
+    # The cluster's images, written from a layer without a daemon (`crane append`, `crane mutate`).
+    "crane": ("github.com/google/go-containerregistry", "v0.22.1",
+              ["github.com/google/go-containerregistry/cmd/crane"]),
 }
 
 

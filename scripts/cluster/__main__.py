@@ -7,8 +7,11 @@
     python3 scripts/cluster load           build lameduck's image and import it; prints its reference
     python3 scripts/cluster prometheus     apply deploy/prometheus/ with the image built here
     python3 scripts/cluster traefik        apply deploy/traefik/ (the ingress controller) likewise
+    python3 scripts/cluster has-image REF  exit 0 if the cluster's containerd has the image REF
 
-Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage.
+Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage,
+130 and 143 interrupted by SIGINT (Ctrl-C) and SIGTERM; an interrupted `up`
+first stops what it started.
 """
 import json
 import os
@@ -19,9 +22,13 @@ import sys
 import yaml
 
 import build
+import containerd
 import image
+import netns
 import node
-from errors import Fail
+import stages
+import teardown
+from errors import Fail, Interrupted, log, raise_on_signals
 from layout import CONTAINERD_SOCKET, KUBECONFIG, NETNS_PATH, ROOT
 
 ENTRY = str(pathlib.Path(__file__).resolve().parent)
@@ -39,7 +46,7 @@ def shell(argv):
         raise Fail("the cluster's binaries are not built", "scripts/just cluster-up")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), PATH=f"{bin}:{os.environ.get('PATH', '')}")
     argv = argv or [os.environ.get("SHELL") or "/bin/bash", "-i"]
-    os.execvpe("nsenter", node.in_netns(*argv), env)
+    os.execvpe("nsenter", netns.in_netns(*argv), env)
 
 
 def _git_tag():
@@ -53,21 +60,21 @@ def _git_tag():
 def load():
     """lameduck and loadgen, release builds, as an image in the cluster's containerd."""
     _require_up()
-    node.log("cargo build --release -p lameduck-cli -p loadgen")
+    log("cargo build --release -p lameduck-cli -p loadgen")
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "lameduck-cli", "-p", "loadgen"],
                    cwd=ROOT, check=True)
     release = ROOT / "target" / "release"
-    ref = f"docker.io/library/lameduck-local:{_git_tag()}"
+    ref = f"{image.LAMEDUCK_REPO}:{_git_tag()}"
     out = ROOT / "target" / "cluster"
     out.mkdir(parents=True, exist_ok=True)
     tar = out / "lameduck-image.tar"
     layer = image.programs_layer({"/lameduck": release / "lameduck", "/loadgen": release / "loadgen"})
     # The same user as the Dockerfile's distroless nonroot image.
-    image.write(tar, ref, layer, ["/lameduck"], user="65532:65532", ports=(8080, 8081),
+    image.write(build.built(), tar, ref, layer, ["/lameduck"], user="65532:65532", ports=(8080, 8081),
                 labels={"org.opencontainers.image.title": "lameduck",
                         "org.opencontainers.image.source": "https://github.com/lameduck-rs/lameduck"})
-    node.import_image(tar)
-    node.log(f"imported into {CONTAINERD_SOCKET} ({len(layer) // 1024} KiB layer)")
+    containerd.import_tar(tar, ref)
+    log(f"imported into {CONTAINERD_SOCKET} ({len(layer) // 1024} KiB layer)")
     print(ref)
     return 0
 
@@ -77,6 +84,7 @@ def _apply(directory, namespace, container, ref):
     here (no registry), then its Deployment (named like the container) waited for."""
     _require_up()
     bin = build.built()
+    containerd.require(ref)
     docs = []
     for f in sorted((ROOT / "deploy" / directory).glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
@@ -86,24 +94,24 @@ def _apply(directory, namespace, container, ref):
                 if c["name"] == container:
                     c["image"], c["imagePullPolicy"] = ref, "Never"
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-    node.kubectl(bin, "apply", "-f", "-", input=manifest, from_host=True)
-    node.kubectl(bin, "-n", namespace, "rollout", "status", f"deployment/{container}", "--timeout=120s",
-                 from_host=True)
+    stages.kubectl(bin, "apply", "-f", "-", input=manifest, from_host=True)
+    stages.kubectl(bin, "-n", namespace, "rollout", "status", f"deployment/{container}", "--timeout=120s",
+                   from_host=True)
 
 
 def prometheus():
     """Debian's Prometheus has no Kubernetes discovery."""
-    ref = node.PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(build.versions()["prometheus"]))
+    ref = image.prometheus_ref()
     _apply("prometheus", "monitoring", "prometheus", ref)
-    node.log(f"Prometheus ({ref}) is ready: monitoring/prometheus:web")
+    log(f"Prometheus ({ref}) is ready: monitoring/prometheus:web")
     return 0
 
 
 def traefik():
     """The ingress controller, built from deploy/cluster/traefik."""
-    ref = node.TRAEFIK_IMAGE.format(v=build.versions()["traefik"])
+    ref = image.TRAEFIK_IMAGE.format(v=build.versions()["traefik"])
     _apply("traefik", "traefik", "traefik", ref)
-    node.log(f"Traefik ({ref}) is ready: IngressClass traefik, Service traefik/traefik port 80")
+    log(f"Traefik ({ref}) is ready: IngressClass traefik, Service traefik/traefik port 80")
     return 0
 
 
@@ -112,18 +120,27 @@ def main(argv):
         print(__doc__)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    raise_on_signals()
     try:
         if command == "build":
-            print(build.build(log=node.log))
+            print(build.build(log=log))
             return 0
         if command == "up":
             return node.up(ENTRY)
         if command == "_up-inside":
-            return node.up_inside()
+            return node.up_inside(int(rest[0]))
         if command == "_healthy":
-            return 0 if node.healthy(build.built()) else 1
+            return 0 if stages.healthy(build.built()) else 1
         if command == "down":
-            return node.down()
+            return teardown.down()
+        if command == "has-image":
+            if len(rest) != 1:
+                print("error: has-image takes one image reference, e.g. "
+                      f"{image.LAMEDUCK_REPO}:abc1234", file=sys.stderr)
+                return 2
+            _require_up()
+            containerd.require(rest[0])
+            return 0
         if command == "shell":
             return shell(rest)
         if command == "load":
@@ -134,6 +151,10 @@ def main(argv):
             return traefik()
     except Fail as f:
         return f.report()
+    except (Interrupted, KeyboardInterrupt) as e:
+        i = e if isinstance(e, Interrupted) else Interrupted(2)
+        print(f"error: {command} interrupted ({i})", file=sys.stderr)
+        return i.code
     except subprocess.CalledProcessError as e:
         return Fail(f"{' '.join(map(str, e.cmd))} exited with {e.returncode}").report()
     print(f"error: unknown command {command!r}\n{__doc__}", file=sys.stderr)

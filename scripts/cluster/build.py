@@ -4,6 +4,11 @@ The binaries go to a cache directory outside the clone, named after a hash of
 every go.mod, go.sum and source file and of the commands and flags, so that a
 second run finds them and any change to a pin builds afresh. Go's own module and build caches stay where
 Go keeps them, so a rebuild after a pin change is incremental.
+
+The pod sandbox's `pause` is Kubernetes' own C program, compiled static with
+gcc straight from the pinned k8s.io/kubernetes module in Go's module cache,
+as its build/pause/Makefile does. The go.sum line of that module pins its
+content (Go checks every module against it), so the key covers pause.c too.
 """
 import hashlib
 import json
@@ -45,6 +50,7 @@ COMPONENTS = {
         "kubelet": "k8s.io/kubernetes/cmd/kubelet",
         "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
         "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        "kubeadm": "k8s.io/kubernetes/cmd/kubeadm",
     }, _kube_ldflags),
     "etcd": ("go.etcd.io/etcd/server/v3", {"etcd": "go.etcd.io/etcd/server/v3"}, lambda v: []),
     "helm": ("helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"},
@@ -60,23 +66,28 @@ COMPONENTS = {
     # The ingress controller (`traefik version`, and its /api/version).
     "traefik": ("github.com/traefik/traefik/v3", {"traefik": "github.com/traefik/traefik/v3/cmd/traefik"},
                 lambda v: [f"-X github.com/traefik/traefik/v3/pkg/version.Version={v}"]),
-    # The pod sandbox: the project's own program (no registry to pull one from).
-    "pause": (None, {"pause": "."}, lambda v: []),
+    "crane": ("github.com/google/go-containerregistry",
+              {"crane": "github.com/google/go-containerregistry/cmd/crane"},
+              lambda v: [f"-X github.com/google/go-containerregistry/cmd/crane/cmd.Version={v}"]),
 }
+
+# Kubernetes' pod sandbox program: (module directory, file in the module, gcc flags: those of
+# build/pause/Makefile, which adds -DVERSION, and -s for the `strip` it runs after gcc).
+PAUSE = ("kubernetes", "build/pause/linux/pause.c", ["-Os", "-Wall", "-Werror", "-static", "-s"])
 
 
 def _plan():
-    """(component, binary, package, ldflags) for everything to build."""
+    """(component, binary, package, ldflags) for everything Go builds."""
     plan = []
     for name, (module, commands, ldflags) in COMPONENTS.items():
-        flags = ["-s", "-w"] + (ldflags(_version(name, module)) if module else [])
+        flags = ["-s", "-w"] + ldflags(_version(name, module))
         plan += [(name, binary, package, " ".join(flags)) for binary, package in commands.items()]
     return plan
 
 
 def key():
     """Changes with any pin, source file, command or flag."""
-    h = hashlib.sha256(json.dumps(_plan()).encode())
+    h = hashlib.sha256(json.dumps([_plan(), PAUSE]).encode())
     for name in sorted(COMPONENTS):
         for f in sorted((MODULES / name).glob("*")):
             if f.suffix in (".mod", ".sum", ".go"):
@@ -111,7 +122,45 @@ def _version(name, module):
 
 def versions():
     """Upstream module versions by component directory."""
-    return {name: _version(name, module) for name, (module, _, _) in COMPONENTS.items() if module}
+    return {name: _version(name, module) for name, (module, _, _) in COMPONENTS.items()}
+
+
+def _module_dir(name):
+    """Where Go's module cache holds the module that deploy/cluster/<name> pins
+    (downloaded, and checked against go.sum, if it is not there yet)."""
+    module = COMPONENTS[name][0]
+    p = subprocess.run(["go", "mod", "download", "-json", module], cwd=MODULES / name, text=True,
+                       env=dict(os.environ, GOFLAGS="-mod=readonly"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise Fail(f"go mod download {module} failed: {p.stdout.strip()[-500:]}",
+                   f"cd {MODULES / name} && go mod download {module}")
+    return pathlib.Path(json.loads(p.stdout)["Dir"])
+
+
+def _require_static_gcc():
+    libc = subprocess.run(["gcc", "-print-file-name=libc.a"], text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL).stdout.strip() if shutil.which("gcc") else ""
+    if not os.path.isabs(libc):
+        raise Fail("no gcc with a static C library: the pod sandbox's pause.c is compiled static",
+                   "scripts/setup-debian gcc libc6-dev")
+
+
+def build_pause(out):
+    """Kubernetes' pause, static; writes `pause` and `pause.tag` (the image tag
+    its Makefile gives it) into `out`."""
+    name, source, flags = PAUSE
+    src = _module_dir(name) / source
+    makefile = (src.parents[1] / "Makefile").read_text()
+    m = re.search(r"^TAG \?= (\S+)$", makefile, re.M)
+    if not m:
+        raise Fail(f"no `TAG ?=` line in {src.parents[1] / 'Makefile'}: cannot name the pause image")
+    version = f"v{m.group(1)}-{_version(name, COMPONENTS[name][0])}"
+    p = subprocess.run(["gcc", *flags, f"-DVERSION={version}", "-o", str(out / "pause"), str(src)],
+                       text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise Fail(f"gcc {src} failed:\n{p.stdout.strip()}", "scripts/setup-debian gcc libc6-dev")
+    (out / "pause.tag").write_text(m.group(1) + "\n")
 
 
 def build(log=print):
@@ -120,22 +169,16 @@ def build(log=print):
     if done:
         return done
     _require_go()
+    _require_static_gcc()
     out = bin_dir()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bin-partial-", dir=out.parent))
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
-    started = time.monotonic()
-    for name, binary, package, flags in _plan():
-        t = time.monotonic()
-        log(f"building {binary} ({COMPONENTS[name][0] or 'deploy/cluster/' + name})")
-        cmd = ["go", "build", "-trimpath", "-ldflags", flags, "-o", str(tmp / binary), package]
-        proc = subprocess.run(cmd, cwd=MODULES / name, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.splitlines()[-15:])
-            raise Fail(f"building {binary} failed:\n{tail}", f"cd {MODULES / name} && go build {package}")
-        log(f"  {binary}: {time.monotonic() - t:.0f} s")
-    (tmp / ".complete").write_text(f"{time.monotonic() - started:.0f}\n")
+    try:
+        _build_into(tmp, log)
+    except BaseException:
+        # Failed or interrupted: no half-built directory stays behind.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -143,8 +186,28 @@ def build(log=print):
     for old in out.parent.glob("bin-*"):
         if old != out:
             shutil.rmtree(old, ignore_errors=True)
-    log(f"built every component in {time.monotonic() - started:.0f} s into {out}")
+    log(f"built every component in {(out / '.complete').read_text().strip()} s into {out}")
     return out
+
+
+def _build_into(tmp, log):
+    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    started = time.monotonic()
+    for name, binary, package, flags in _plan():
+        t = time.monotonic()
+        log(f"building {binary} ({COMPONENTS[name][0]})")
+        cmd = ["go", "build", "-trimpath", "-ldflags", flags, "-o", str(tmp / binary), package]
+        proc = subprocess.run(cmd, cwd=MODULES / name, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            raise Fail(f"building {binary} failed:\n{tail}", f"cd {MODULES / name} && go build {package}")
+        log(f"  {binary}: {time.monotonic() - t:.0f} s")
+    t = time.monotonic()
+    log(f"building pause ({PAUSE[1]} of {COMPONENTS[PAUSE[0]][0]}, gcc -static)")
+    build_pause(tmp)
+    log(f"  pause: {time.monotonic() - t:.1f} s")
+    (tmp / ".complete").write_text(f"{time.monotonic() - started:.0f}\n")
 
 
 if __name__ == "__main__":

@@ -1,25 +1,33 @@
-"""OCI images written directly, without a daemon or a registry.
+"""The cluster's images, made without a daemon or a registry to pull from,
+and imported into the cluster's containerd.
 
 An image here is one layer: the given programs plus exactly the shared
 libraries they load (as `ldd` reports them, the dynamic loader included), at
 the paths they are loaded from, owned by root and dated at the epoch so that
-the same binaries always make the same image. `ctr images import` takes the
-OCI layout as a tar; the `io.containerd.image.name` annotation names it.
+the same binaries always make the same layer. That part is ours: no upstream
+tool picks a program's libraries. go-containerregistry's `crane` makes the
+image of it: `crane append --oci-empty-base` the image from the layer, `crane
+mutate` its entrypoint, user, ports and labels and the archive that `ctr
+images import` takes. `crane mutate` reads its image from a registry only, so
+`crane registry serve` runs on the loopback (in memory) while it does.
 """
-import hashlib
+import contextlib
 import io
-import json
 import pathlib
 import re
 import subprocess
 import tarfile
+import tempfile
+import time
 
+import build
 from errors import Fail
+from layout import PAUSE_REPO
 
-LAYER = "application/vnd.oci.image.layer.v1.tar"
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-CONFIG = "application/vnd.oci.image.config.v1+json"
-INDEX = "application/vnd.oci.image.index.v1+json"
+COREDNS_IMAGE = "localhost/lameduck-cluster/coredns:{v}"
+PROMETHEUS_IMAGE = "localhost/lameduck-cluster/prometheus:{v}"
+TRAEFIK_IMAGE = "localhost/lameduck-cluster/traefik:{v}"
+LAMEDUCK_REPO = "docker.io/library/lameduck-local"
 
 
 def shared_libraries(binary):
@@ -75,56 +83,85 @@ def programs_layer(programs):
     return layer(files)
 
 
-def _blob(tar, data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    info = _info("blobs/sha256/" + digest.split(":")[1], len(data))
-    tar.addfile(info, io.BytesIO(data))
-    return digest
+def _crane(bin, *args):
+    p = subprocess.run([str(bin / "crane"), *map(str, args)], text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise Fail(f"crane {args[0]} failed: {p.stdout.strip()[-800:]}")
+    return p.stdout
 
 
-def _json(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+@contextlib.contextmanager
+def _registry(bin, timeout=30.0):
+    """crane's in-memory registry on 127.0.0.1 (a free port), for the `with`
+    block; its log goes to a file, which can never fill up and stall it."""
+    with tempfile.TemporaryFile() as log:
+        p = subprocess.Popen([str(bin / "crane"), "registry", "serve", "--address", "127.0.0.1:0"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                log.seek(0)
+                text = log.read().decode(errors="replace")
+                port = re.search(r"serving on port (\d+)", text)
+                if port:
+                    break
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise Fail(f"crane registry serve did not start: {text.strip()[-500:]}")
+                time.sleep(0.05)
+            yield f"127.0.0.1:{port.group(1)}"
+        finally:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
-def write(out, ref, layer_tar, entrypoint, user="65532:65532", labels=None, ports=()):
-    """Writes an OCI layout tar to `out` for the image `ref` (one layer)."""
-    diff_id = "sha256:" + hashlib.sha256(layer_tar).hexdigest()
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "1970-01-01T00:00:00Z",
-        "config": {
-            "User": user,
-            "Entrypoint": entrypoint,
-            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
-            "ExposedPorts": {f"{p}/tcp": {} for p in ports},
-            "Labels": labels or {},
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "scripts/cluster image.py"}],
+def write(bin, out, ref, layer_tar, entrypoint, user="65532:65532", labels=None, ports=()):
+    """Writes the image `ref` (the one layer `layer_tar`) as an archive to `out`."""
+    with tempfile.TemporaryDirectory() as tmp, _registry(bin) as registry:
+        layer = pathlib.Path(tmp) / "layer.tar"
+        layer.write_bytes(layer_tar)
+        staged = f"{registry}/staged:latest"
+        _crane(bin, "append", "--oci-empty-base", "--new_layer", layer, "--new_tag", staged)
+        args = ["mutate", staged, "--set-platform", "linux/amd64", "--entrypoint", ",".join(entrypoint),
+                "--user", user, "--env", "PATH=/usr/local/bin:/usr/bin:/bin", "--tag", ref, "--output", out]
+        for port in ports:
+            args += ["--exposed-ports", f"{port}/tcp"]
+        for key, value in sorted((labels or {}).items()):
+            args += ["--label", f"{key}={value}"]
+        _crane(bin, *args)
+
+
+def prometheus_ref():
+    return PROMETHEUS_IMAGE.format(v="v" + build.prometheus_release(build.versions()["prometheus"]))
+
+
+def pause_ref(bin):
+    return f"{PAUSE_REPO}:{(bin / 'pause.tag').read_text().strip()}"
+
+
+def cluster_images(bin):
+    """The images no registry provides here, as OCI tars next to the binaries."""
+    out = bin / "images"
+    out.mkdir(exist_ok=True)
+    wanted = {
+        "pause": (pause_ref(bin), {"/pause": bin / "pause"}, ["/pause"], "65535:65535"),
+        "coredns": (COREDNS_IMAGE.format(v=build.versions()["coredns"]), {"/coredns": bin / "coredns"},
+                    ["/coredns"], "65532:65532"),
+        "prometheus": (prometheus_ref(), {"/bin/prometheus": bin / "prometheus"}, ["/bin/prometheus"],
+                       "65534:65534"),
+        "traefik": (TRAEFIK_IMAGE.format(v=build.versions()["traefik"]), {"/traefik": bin / "traefik"},
+                    ["/traefik"], "65532:65532"),
     }
-    with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        layer_digest = _blob(tar, layer_tar)
-        config_bytes = _json(config)
-        config_digest = _blob(tar, config_bytes)
-        manifest = _json({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {"mediaType": CONFIG, "digest": config_digest, "size": len(config_bytes)},
-            "layers": [{"mediaType": LAYER, "digest": layer_digest, "size": len(layer_tar)}],
-        })
-        manifest_digest = _blob(tar, manifest)
-        tag = ref.rsplit(":", 1)[1]
-        index = _json({
-            "schemaVersion": 2,
-            "mediaType": INDEX,
-            "manifests": [{
-                "mediaType": MANIFEST, "digest": manifest_digest, "size": len(manifest),
-                "platform": {"architecture": "amd64", "os": "linux"},
-                "annotations": {"io.containerd.image.name": ref,
-                                "org.opencontainers.image.ref.name": tag},
-            }],
-        })
-        for name, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)):
-            tar.addfile(_info(name, len(data)), io.BytesIO(data))
-    return manifest_digest
+    refs = {}
+    for name, (ref, files, entrypoint, user) in wanted.items():
+        tar = out / f"{name}.tar"
+        if not tar.exists():
+            partial = tar.with_suffix(".partial")
+            write(bin, partial, ref, programs_layer(files), entrypoint, user=user)
+            partial.rename(tar)
+        refs[name] = (ref, tar)
+    return refs

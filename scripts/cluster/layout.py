@@ -19,9 +19,14 @@ SERVICE_CIDR = "198.18.128.0/20"
 API_SERVICE_IP = "198.18.128.1"
 DNS_SERVICE_IP = "198.18.128.10"
 CONTEXT = "lameduck-local"
+# The components, in start order; `down` stops them in reverse. The API server
+# waits a long time for etcd if etcd goes first.
+ORDER = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd",
+         "kubelet", "kube-proxy"]
 
-# Images that no registry can provide: built from the binaries here.
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# The pod sandbox image, built here from Kubernetes' pause.c (there is no registry
+# to pull it from); its tag is the one Kubernetes' build/pause/Makefile gives it.
+PAUSE_REPO = "registry.k8s.io/pause"
 
 
 def _home(var, default):
@@ -35,7 +40,12 @@ STATE = _home("LAMEDUCK_CLUSTER_STATE", "/var/lib/lameduck-cluster")
 # Sockets and containerd's state: short paths (unix socket paths are limited).
 RUN = pathlib.Path("/run/lameduck-cluster")
 
-KUBECONFIG = STATE / "admin.kubeconfig"
+# kubeadm's certificates and kubeconfigs, laid out as in /etc/kubernetes.
+KUBEADM_DIR = STATE / "kubernetes"
+PKI = KUBEADM_DIR / "pki"
+KUBECONFIG = KUBEADM_DIR / "admin.conf"
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
+# Held by `up` from its start to its end, across its re-execution inside the namespace.
+UP_LOCK = STATE / "up.lock"
 CONTAINERD_SOCKET = RUN / "containerd.sock"

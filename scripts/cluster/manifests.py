@@ -1,30 +1,28 @@
 """Configuration files of the components, written from the layout."""
 import json
 
-from layout import (CONTAINERD_SOCKET, DNS_SERVICE_IP, NODE_IP, PAUSE_IMAGE, POD_CIDR,
-                    POD_GATEWAY, RUN, STATE)
+from layout import CONTAINERD_SOCKET, DNS_SERVICE_IP, NODE_IP, PKI, POD_CIDR, POD_GATEWAY, RUN, STATE
 
-PKI = STATE / "pki"
 # The kubelet's pods live under this cgroup, so that cleaning up after a
 # killed run touches nothing else on the machine.
 CGROUP_ROOT = "lameduck-cluster"
 
 
-def kubeconfig(user):
-    """A kubeconfig for one of the certificates in PKI (admin, node, kube-proxy, ...)."""
-    return json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "lameduck-local", "cluster": {
-            "server": f"https://{NODE_IP}:6443", "certificate-authority": str(PKI / "ca.crt")}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(PKI / f"{user}.crt"), "client-key": str(PKI / f"{user}.key")}}],
-        "contexts": [{"name": "lameduck-local", "context": {"cluster": "lameduck-local", "user": user}}],
-        "current-context": "lameduck-local",
-    }, indent=1)
+def kubeadm_bindings():
+    """The ClusterRoleBindings `kubeadm init` creates for the certificates it
+    issued: admin.conf's group is cluster-admin, and the API server's client
+    certificate towards the kubelet may use the kubelet's API."""
+    def binding(name, role, kind, subject):
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": subject}]}
+    return [binding("kubeadm:cluster-admins", "cluster-admin", "Group", "kubeadm:cluster-admins"),
+            binding("kubeadm:apiserver-kubelet-client", "system:kubelet-api-admin", "User",
+                    "kube-apiserver-kubelet-client")]
 
 
-def containerd_toml():
+def containerd_toml(pause_image):
     return f"""\
 version = 2
 root = "{STATE / 'containerd'}"
@@ -38,7 +36,7 @@ state = "{RUN / 'containerd'}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   # Built here and imported; there is no registry to pull from.
-  sandbox_image = "{PAUSE_IMAGE}"
+  sandbox_image = "{pause_image}"
   # This machine withholds CAP_SYS_RESOURCE: runc cannot lower oom_score_adj
   # below containerd's own, and every sandbox would fail to start.
   restrict_oom_score_adj = true
@@ -87,8 +85,6 @@ def kubelet_yaml():
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                            "x509": {"clientCAFile": str(PKI / "ca.crt")}},
         "authorization": {"mode": "Webhook"},
-        "tlsCertFile": str(PKI / "kubelet.crt"),
-        "tlsPrivateKeyFile": str(PKI / "kubelet.key"),
         "address": NODE_IP,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",

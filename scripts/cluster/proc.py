@@ -43,27 +43,38 @@ def alive(name):
 
 
 def stop(name, timeout=10.0):
-    """SIGTERM, then SIGKILL after `timeout` seconds; forgets the pid."""
+    """SIGTERM, then SIGKILL after `timeout` seconds; forgets the pid once it
+    is gone. False if the process is still there."""
     p = pid(name)
-    if p is not None:
-        kill(p, timeout)
+    if p is not None and not kill(p, timeout):
+        return False
     (PIDS / name).unlink(missing_ok=True)
+    return True
 
 
 def kill(p, timeout=10.0):
+    """SIGTERM, then SIGKILL after `timeout` seconds; True once it is gone."""
     try:
         os.kill(p, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _start_time(p) is None or _zombie(p):
-            return
-        time.sleep(0.1)
+        return True
+    if _gone_within(p, timeout):
+        return True
     try:
         os.kill(p, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return True
+    return _gone_within(p, 5.0)
+
+
+def _gone_within(p, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        if _start_time(p) is None or _zombie(p):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _zombie(p):

@@ -1,3 +1,0 @@
-module lameduck.invalid/cluster/pause
-
-go 1.26.0
