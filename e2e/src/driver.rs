@@ -76,12 +76,13 @@ pub trait Backend {
     fn observed(&mut self) -> Observed;
 
     /// Checks only this backend can make, after the shared ones of
-    /// [`verdict::judge`]; `run` is the whole run.
+    /// [`verdict::judge`]; `run` is the whole run, `load` its report.
     async fn checks(
         &mut self,
         terminations: &[Termination],
         run: Span,
         expect: Expect,
+        load: &loadgen::Report,
     ) -> Result<Vec<Check>>;
 
     /// The backend's rows of the summary, before the scenario's.
@@ -123,7 +124,7 @@ pub async fn run<B: Backend>(
     };
     verdict
         .checks
-        .extend(backend.checks(&terminations, run, expect).await?);
+        .extend(backend.checks(&terminations, run, expect, &report).await?);
     let mut settings = backend.settings();
     settings.extend(scenario.settings());
     Ok(RunRecord {
@@ -258,6 +259,7 @@ mod tests {
             terminations: &[Termination],
             _run: Span,
             expect: Expect,
+            _load: &loadgen::Report,
         ) -> Result<Vec<Check>> {
             self.note(format!("checks {} {expect:?}", terminations.len()));
             Ok(vec![Check {

@@ -6,6 +6,14 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+/// One series of an instant query: its labels and value.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
 /// One series of a range selector: its labels and raw samples (Unix seconds, value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -20,6 +28,21 @@ pub fn query_path(promql: &str, at: Option<f64>) -> String {
         path += &format!("&time={at:.3}");
     }
     path
+}
+
+/// The samples of an instant query whose result is a vector.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
+pub fn vector(promql: &str, body: &[u8]) -> Result<Vec<Sample>> {
+    let result: Vec<VectorItem> = result(promql, body, "vector")?;
+    result
+        .into_iter()
+        .map(|r| {
+            Ok(Sample {
+                labels: r.metric,
+                value: r.value.1.parse().context("sample value")?,
+            })
+        })
+        .collect()
 }
 
 /// The series of an instant query of a range selector (`metric[5m]`): the
@@ -79,6 +102,13 @@ struct Data {
     result: serde_json::Value,
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
+#[derive(Deserialize)]
+struct VectorItem {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
 #[derive(Deserialize)]
 struct MatrixItem {
     metric: BTreeMap<String, String>,
@@ -123,8 +153,11 @@ mod tests {
             series[0].points,
             [(1_700_000_000.1, 0.0), (1_700_000_002.1, 1.0)]
         );
-        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-        assert!(matrix("x", vector).is_err());
+        let instant = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"p"},"value":[1700000000.1,"2.5"]}]}}"#;
+        assert!(matrix("x", instant).is_err());
+        assert_eq!(vector("x", instant).unwrap()[0].value, 2.5);
+        assert!(vector("x[5s]", body).is_err());
         let failed = br#"{"status":"error","error":"parse error"}"#;
         assert!(
             matrix("x[5s]", failed)

@@ -21,9 +21,11 @@ pub async fn upgrade(args: &ClusterArgs, client: &Client) -> Result<()> {
     let mut helm = Command::new("helm");
     helm.args(["upgrade", "--install", &args.release])
         .arg(&args.chart)
-        .args(["--namespace", &args.namespace, "--values"])
-        .arg(&args.values)
-        .arg(format!("--set-string=image.repository={repository}"))
+        .args(["--namespace", &args.namespace, "--create-namespace"]);
+    for values in &args.values {
+        helm.arg("--values").arg(values);
+    }
+    helm.arg(format!("--set-string=image.repository={repository}"))
         .arg(format!("--set-string=image.tag={tag}"))
         .args(["--wait", "--timeout", "3m"]);
     if let Some(context) = &args.context {

@@ -83,7 +83,7 @@ impl LoadJob {
         let by_job = job_selector(&name);
         let _ = jobs.delete(&name, &DeleteParams::background()).await;
         wait_until_gone(&pods, &by_job).await?;
-        let target = args.service_target();
+        let target = args.service_target()?;
         // The Job would only say so in its log.
         args.scenario
             .load(&target)

@@ -46,9 +46,10 @@ pub struct ClusterArgs {
     /// Name of the run (file names under --out, the load generator's Job).
     #[arg(long)]
     pub label: String,
-    /// Helm values for this run (e2e/values/*.yaml).
-    #[arg(long)]
-    pub values: PathBuf,
+    /// Helm values for this run (e2e/values/*.yaml); repeat it to layer
+    /// files, later ones winning (e.g. the negative control, then the ingress).
+    #[arg(long, required = true)]
+    pub values: Vec<PathBuf>,
     /// What the run must show.
     #[arg(long, value_enum)]
     pub expect: Expect,
@@ -71,6 +72,16 @@ pub struct ClusterArgs {
     /// records, and the summary says so.
     #[arg(long)]
     pub prometheus: Option<String>,
+    /// Send the load through this Service instead of the release's own, as
+    /// `namespace/service:port`: an ingress controller's (the local cluster's
+    /// Traefik is `traefik/traefik:80`). The values must give the release
+    /// an Ingress it serves.
+    #[arg(long, value_name = "NS/SERVICE:PORT")]
+    pub via: Option<String>,
+    /// The proxy behind --via, whose own request counts (from --prometheus)
+    /// must agree with the load generator's count of 5xx.
+    #[arg(long, value_enum, requires_all = ["via", "prometheus"])]
+    pub proxy: Option<prometheus::Proxy>,
     /// Where the record and the picture go.
     #[arg(long, default_value = "target/e2e")]
     pub out: PathBuf,
@@ -84,10 +95,33 @@ impl ClusterArgs {
         format!("{}-loadgen-{}", self.release, self.label)
     }
 
-    /// The Service, as the load generator's target.
-    fn service_target(&self) -> String {
-        format!("{}.{}.svc.cluster.local:80", self.release, self.namespace)
+    /// The Service the load goes to: --via's, or the release's own.
+    fn service_target(&self) -> Result<String> {
+        match &self.via {
+            None => Ok(format!(
+                "{}.{}.svc.cluster.local:80",
+                self.release, self.namespace
+            )),
+            Some(via) => {
+                let (ns, service, port) = split_service(via)?;
+                Ok(format!("{service}.{ns}.svc.cluster.local:{port}"))
+            }
+        }
     }
+}
+
+/// `namespace/service:port` into its parts.
+fn split_service(spec: &str) -> Result<(&str, &str, &str)> {
+    let (ns, rest) = spec
+        .split_once('/')
+        .context("expected namespace/service:port")?;
+    let (service, port) = rest
+        .split_once(':')
+        .context("expected namespace/service:port")?;
+    if ns.is_empty() || service.is_empty() || port.is_empty() {
+        bail!("expected namespace/service:port, got {spec:?}");
+    }
+    Ok((ns, service, port))
 }
 
 /// Installs the chart with this run's values, rolls it under load, judges.
@@ -127,6 +161,10 @@ impl Release {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
         let deployment = retry("get the Deployment", || deployments.get(&args.release)).await?;
         let selector = helm::selector_of(&deployment)?;
+        if let Some(via) = &args.via {
+            let (ns, service, port) = split_service(via).context("--via")?;
+            wait_until_routed(&client, ns, &format!("{service}:{port}")).await?;
+        }
         // An upgrade that changed the pod template rolled the Deployment; its
         // old pods must not count as this run's terminations.
         let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -243,14 +281,19 @@ impl Backend for Release {
         terminations: &[Termination],
         run: Span,
         expect: Expect,
+        load: &loadgen::Report,
     ) -> Result<Vec<Check>> {
         let mut verdict = Verdict::default();
         pods::check(&self.pods, terminations, expect, &mut verdict);
-        // The negative control's pods live a fraction of a second after their
-        // deletion: nothing can be asked to scrape them.
-        if let (Some(spec), Some(outcome)) = (self.args.prometheus.as_ref(), expect.outcome()) {
-            let prometheus = prometheus::Prometheus::new(self.client.clone(), spec)?;
-            tokio::time::sleep(prometheus::SETTLE).await;
+        let Some(spec) = self.args.prometheus.as_ref() else {
+            return Ok(verdict.checks);
+        };
+        let prometheus = prometheus::Prometheus::new(self.client.clone(), spec)?;
+        // Let the run's last scrapes land before asking.
+        tokio::time::sleep(prometheus::SETTLE).await;
+        // The negative control's pods live a fraction of a second after
+        // their deletion: nothing can be asked to scrape them.
+        if let Some(outcome) = expect.outcome() {
             let names: Vec<String> = self.pods.seen.keys().cloned().collect();
             let scope = crate::recorded::Scope::pods(&self.args.namespace, &names);
             crate::recorded::check(
@@ -263,18 +306,41 @@ impl Backend for Release {
             )
             .await?;
         }
+        if let Some(proxy) = self.args.proxy {
+            let (ns, release) = (&self.args.namespace, &self.args.release);
+            let check = proxy
+                .count_check(&prometheus, ns, release, run, load)
+                .await?;
+            verdict.checks.push(check);
+        }
         Ok(verdict.checks)
     }
 
     fn settings(&self) -> Vec<(String, String)> {
         let args = &self.args;
         vec![
-            ("values".to_owned(), args.values.display().to_string()),
+            (
+                "values".to_owned(),
+                args.values
+                    .iter()
+                    .map(|v| v.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
             ("image".to_owned(), args.image.clone()),
             ("grace period".to_owned(), format!("{}s", self.grace)),
             (
                 "load generator".to_owned(),
-                format!("Job {} → {}", args.job_name(), args.service_target()),
+                format!(
+                    "Job {} → {}{}",
+                    args.job_name(),
+                    args.service_target().unwrap_or_default(),
+                    if args.via.is_some() {
+                        " (an ingress controller, in front of the release's Service)"
+                    } else {
+                        " (the release's ClusterIP Service, through kube-proxy)"
+                    }
+                ),
             ),
             (
                 "prometheus".to_owned(),
@@ -295,6 +361,28 @@ async fn connect(context: Option<&str>) -> Result<Client> {
     .await
     .context("cannot read the kubeconfig")?;
     Ok(Client::try_from(config)?)
+}
+
+/// How long an ingress controller may take to route a new Ingress.
+const ROUTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until `GET /` through `service` (an ingress controller) reaches
+/// the application: a controller applies a new Ingress on its own schedule,
+/// and says 404 until then.
+async fn wait_until_routed(client: &Client, ns: &str, service: &str) -> Result<()> {
+    let proxy = api::Proxy::service(client.clone(), ns, service);
+    let deadline = tokio::time::Instant::now() + ROUTED_WITHIN;
+    loop {
+        match proxy.get_once("/").await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() > deadline => {
+                bail!(
+                    "nothing reached the release through {ns}/{service} within {ROUTED_WITHIN:?}: {error}"
+                )
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
 }
 
 /// Waits until no pod matching `selector` is being deleted.

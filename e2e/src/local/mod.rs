@@ -250,6 +250,7 @@ impl Backend for Cluster {
         terminations: &[Termination],
         run: Span,
         expect: Expect,
+        _load: &loadgen::Report,
     ) -> Result<Vec<Check>> {
         let mut verdict = Verdict::default();
         if let Some(outcome) = expect.outcome() {
