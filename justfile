@@ -122,7 +122,7 @@ cluster-load:
 cluster-has-image REF:
     python3 scripts/cluster has-image {{quote(REF)}}
 
-# The rollout suite on the local cluster: the chart's defaults, the negative control, a drain delay, then `helm test`.
+# The rollout suite on the local cluster: through kube-proxy (the chart's defaults, the negative control, a drain delay), through Traefik (the defaults, the negative control), with Prometheus scraping every 30 s (a clean and a forced shutdown), then `helm test`.
 e2e-cluster: cluster-up
     #!/usr/bin/env bash
     set -euo pipefail
@@ -130,6 +130,7 @@ e2e-cluster: cluster-up
     trap 'echo "e2e-cluster: interrupted; the cluster stays up: scripts/just cluster-down stops it" >&2; exit 130' INT TERM
     image=$(python3 scripts/cluster load | tail -n 1)
     python3 scripts/cluster prometheus
+    python3 scripts/cluster traefik
     cargo build --profile quick --locked -p e2e
     run() {
         # A missing image in one line now, not after Helm's 3-minute --wait.
@@ -138,8 +139,15 @@ e2e-cluster: cluster-up
             --prometheus monitoring/prometheus:web "$@"
     }
     run --label cluster-graceful --values e2e/values/graceful.yaml --expect no-failures
-    run --label cluster-naive --values e2e/values/naive.yaml --expect failures
+    run --label cluster-naive --values e2e/values/naive.yaml --expect failures --rollouts 1
     run --label cluster-drain-delay --values e2e/values/drain-covers-lag.yaml --expect no-failures --rollouts 1
+    traefik=(--values e2e/values/ingress.yaml --via traefik/traefik:80 --proxy traefik)
+    run --label ingress-graceful --values e2e/values/graceful.yaml "${traefik[@]}" --expect no-failures --rollouts 3
+    run --label ingress-naive --values e2e/values/naive.yaml "${traefik[@]}" --expect failures --rollouts 1
+    # deploy/prometheus scrapes this namespace every 30 s.
+    slow=(--namespace scrape-30s --rollouts 1)
+    run --label scrape-30s --values e2e/values/graceful.yaml "${slow[@]}" --expect no-failures
+    run --label scrape-30s-forced --values e2e/values/forced.yaml "${slow[@]}" --expect forced --slow-ms 4000-6000
     python3 scripts/cluster shell helm test lameduck
 
 # The quick profile, the system allocator and no cluster backend: a first build in about 1.5 minutes.

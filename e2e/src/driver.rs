@@ -49,6 +49,13 @@ pub trait Backend {
     /// The replicas the Deployment runs: each rollout must replace this many.
     fn replicas(&self) -> usize;
 
+    /// Whether the load reaches the replicas through kube-proxy (or its
+    /// stand-in), which pins connections, rather than through a proxy that
+    /// stops routing to a terminating replica on its own.
+    fn direct(&self) -> bool {
+        true
+    }
+
     /// Starts the scenario's load against the Service.
     async fn start_load(&mut self) -> Result<Self::Load>;
 
@@ -117,7 +124,8 @@ pub async fn run<B: Backend>(
         old: &old,
         expected_old: backend.replicas() * scenario.rollouts as usize,
     };
-    let (mut verdict, terminations) = verdict::judge(&evidence, expect, scenario.bar());
+    let bar = scenario.bar(backend.direct());
+    let (mut verdict, terminations) = verdict::judge(&evidence, expect, bar);
     let run = Span {
         from_ms: started_ms,
         to_ms: finished_ms,
@@ -317,7 +325,7 @@ mod tests {
             expected_old: 2,
         };
         let (mut verdict, terminations) =
-            verdict::judge(&evidence, Expect::NoFailures, scenario.bar());
+            verdict::judge(&evidence, Expect::NoFailures, scenario.bar(true));
         assert_eq!(terminations.len(), 2);
         assert!(
             verdict

@@ -101,9 +101,12 @@ impl Scenario {
         args
     }
 
-    pub fn bar(&self) -> Bar {
+    /// The thresholds; `direct` when the load reaches the replicas through
+    /// kube-proxy, not through a proxy that fences terminating endpoints.
+    pub fn bar(&self, direct: bool) -> Bar {
         Bar {
             min_rate_while_terminating: self.rate * self.min_load_fraction,
+            answers_after_sigterm: direct,
         }
     }
 

@@ -211,6 +211,10 @@ impl Backend for Release {
         self.replicas
     }
 
+    fn direct(&self) -> bool {
+        self.args.via.is_none()
+    }
+
     async fn start_load(&mut self) -> Result<Load> {
         let job = LoadJob::start(&self.client, &self.args).await?;
         let latest = Arc::new(Mutex::new(loadgen::Progress::default()));
