@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::serde_ms;
+
 /// Largest `ms` the server accepts on `/work`.
 pub const MAX_WORK_MS: u64 = 60_000;
 
@@ -40,14 +42,14 @@ pub struct Config {
     /// Requests per second, started on schedule whatever the response times.
     pub rate: f64,
     /// Stop scheduling after this long.
-    #[serde(rename = "duration_ms", with = "opt_ms")]
+    #[serde(rename = "duration_ms", with = "serde_ms::opt")]
     pub duration: Option<Duration>,
     /// Stop scheduling after this many requests.
     pub max_requests: Option<u64>,
     /// Requests started or waiting for a keep-alive connection, at most.
     pub max_in_flight: usize,
     /// Whole-request timeout: connect, send, response head and body.
-    #[serde(rename = "timeout_ms", with = "ms")]
+    #[serde(rename = "timeout_ms", with = "serde_ms::ms")]
     pub timeout: Duration,
     /// Fraction of requests that are `GET /work?ms=…` instead of `GET /`.
     pub slow_fraction: f64,
@@ -85,16 +87,16 @@ pub struct Config {
     /// WebSocket client sends a message.
     #[serde(
         rename = "stream_interval_ms",
-        with = "ms",
+        with = "serde_ms::ms",
         default = "default_stream_interval"
     )]
     pub stream_interval: Duration,
     /// A request that starts later than this after its slot counts as late.
-    #[serde(rename = "late_after_ms", with = "ms")]
+    #[serde(rename = "late_after_ms", with = "serde_ms::ms")]
     pub late_after: Duration,
     /// After the last request is scheduled (or a stop), how long in-flight
     /// requests may take before they are aborted.
-    #[serde(rename = "drain_timeout_ms", with = "ms")]
+    #[serde(rename = "drain_timeout_ms", with = "serde_ms::ms")]
     pub drain_timeout: Duration,
     /// How many failures' error messages the report keeps verbatim.
     pub error_samples: usize,
@@ -289,41 +291,6 @@ fn default_h2_conns() -> usize {
 
 fn default_h2_streams() -> usize {
     DEFAULT_H2_STREAMS
-}
-
-/// Serde helper: `Duration` as whole milliseconds.
-mod ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-/// Serde helper: `Option<Duration>` as whole milliseconds or null.
-mod opt_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::ms::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod mix;
 mod outcome;
 mod report;
 mod scheduler;
+mod serde_ms;
 mod sniff;
 mod stats;
 mod streams;
