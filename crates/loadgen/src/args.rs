@@ -9,11 +9,24 @@ use crate::config::Config;
 
 impl Config {
     /// Every setting as a `--flag=value`, whatever the binary's defaults;
-    /// `loadgen` parses them back to this configuration exactly.
+    /// `loadgen` parses them back to this configuration exactly. With
+    /// `bursts`, `rate` is not used and not written (the binary refuses
+    /// `--rate` with `--bursts`): it parses back as the default rate.
     pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            format!("--target={}", self.target),
-            format!("--rate={}", self.rate),
+        let mut args = vec![format!("--target={}", self.target)];
+        match &self.bursts {
+            None => args.push(format!("--rate={}", self.rate)),
+            Some(b) => args.extend([
+                format!("--bursts={}", b.count),
+                format!("--burst-size={}", b.size),
+                format!(
+                    "--burst-period={}..{}",
+                    duration(b.period_from),
+                    duration(b.period_to)
+                ),
+            ]),
+        }
+        args.extend([
             format!("--max-in-flight={}", self.max_in_flight),
             format!("--timeout={}", duration(self.timeout)),
             format!("--slow-fraction={}", self.slow_fraction),
@@ -31,7 +44,7 @@ impl Config {
             format!("--drain-timeout={}", duration(self.drain_timeout)),
             format!("--error-samples={}", self.error_samples),
             format!("--seed={}", self.seed),
-        ];
+        ]);
         if let Some(d) = self.duration {
             args.push(format!("--duration={}", duration(d)));
         }
@@ -69,5 +82,29 @@ mod tests {
         let args = c.to_args();
         assert!(!args.iter().any(|a| a.starts_with("--duration")));
         assert!(!args.iter().any(|a| a.starts_with("--max-requests")));
+        assert!(!args.iter().any(|a| a.starts_with("--burst")));
+        assert!(args.contains(&"--rate=100".to_owned()));
+    }
+
+    #[test]
+    fn bursts_instead_of_the_rate() {
+        let c = Config {
+            bursts: Some(crate::Bursts {
+                count: 120,
+                size: 100,
+                period_from: Duration::from_millis(940),
+                period_to: Duration::from_micros(1_060_500),
+            }),
+            ..Config::new("h:1")
+        };
+        let args = c.to_args();
+        for want in [
+            "--bursts=120",
+            "--burst-size=100",
+            "--burst-period=940ms..1060500000ns",
+        ] {
+            assert!(args.contains(&want.to_owned()), "{want}: {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.starts_with("--rate")), "{args:?}");
     }
 }

@@ -2,20 +2,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use humantime::Duration;
-use loadgen::{Config, MsRange};
+use loadgen::{Bursts, Config, MsRange};
 
 fn defaults() -> Config {
     Config::new("")
 }
 
 /// Open-loop HTTP/1.1 and HTTP/2 load generator: sends GET /, GET
-/// /work?ms=N and POST / (whose echo it checks) at a fixed rate and
-/// classifies every request's outcome; prints a JSON report.
+/// /work?ms=N and POST / (whose echo it checks) at a fixed rate, or in
+/// bursts, and classifies every request's outcome; prints a JSON report.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub(crate) struct Args {
@@ -27,12 +28,40 @@ pub(crate) struct Args {
     #[arg(long, env = "LOADGEN_RATE", default_value_t = defaults().rate)]
     pub(crate) rate: f64,
 
+    /// Bursts instead of a rate: this many bursts of --burst-size requests,
+    /// all of a burst started at once, the gap between bursts swept by
+    /// --burst-period; the run ends after the last burst's requests. Not
+    /// with --rate, --duration or --max-requests.
+    #[arg(
+        long,
+        env = "LOADGEN_BURSTS",
+        requires_all = ["burst_size", "burst_period"],
+        conflicts_with_all = ["rate", "duration", "max_requests"]
+    )]
+    pub(crate) bursts: Option<u64>,
+
+    /// Requests per burst, all started at the burst's instant (each
+    /// keep-alive one on a pooled connection of its own).
+    #[arg(long, env = "LOADGEN_BURST_SIZE", requires = "bursts")]
+    pub(crate) burst_size: Option<usize>,
+
+    /// The gap between one burst and the next, going linearly from FROM
+    /// (the first gap) to TO (the last), e.g. 940ms..1060ms; one duration
+    /// for a constant gap.
+    #[arg(
+        long,
+        env = "LOADGEN_BURST_PERIOD",
+        requires = "bursts",
+        value_name = "FROM..TO"
+    )]
+    pub(crate) burst_period: Option<PeriodRange>,
+
     /// Stop scheduling after this long (e.g. 30s, 5m). At least one of
-    /// --duration and --max-requests is required.
+    /// --duration and --max-requests is required, unless --bursts is given.
     #[arg(
         long,
         env = "LOADGEN_DURATION",
-        required_unless_present = "max_requests"
+        required_unless_present_any = ["max_requests", "bursts"]
     )]
     pub(crate) duration: Option<Duration>,
 
@@ -183,6 +212,19 @@ impl Args {
         Config {
             target: self.target.clone(),
             rate: self.rate,
+            // clap makes the three come together.
+            bursts: self.bursts.map(|count| {
+                let period = self.burst_period.unwrap_or(PeriodRange {
+                    from: std::time::Duration::ZERO,
+                    to: std::time::Duration::ZERO,
+                });
+                Bursts {
+                    count,
+                    size: self.burst_size.unwrap_or(0),
+                    period_from: period.from,
+                    period_to: period.to,
+                }
+            }),
             duration: self.duration.map(Into::into),
             max_requests: self.max_requests,
             max_in_flight: self.max_in_flight,
@@ -202,6 +244,34 @@ impl Args {
             drain_timeout: self.drain_timeout.into(),
             error_samples: self.error_samples,
             seed: self.seed,
+        }
+    }
+}
+
+/// `--burst-period`: `FROM..TO`, or one duration for both; humantime each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeriodRange {
+    from: std::time::Duration,
+    to: std::time::Duration,
+}
+
+impl FromStr for PeriodRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let one = |t: &str| {
+            humantime::parse_duration(t.trim())
+                .map_err(|e| format!("{t:?} is not a duration (FROM..TO, e.g. 940ms..1060ms): {e}"))
+        };
+        match s.split_once("..") {
+            Some((from, to)) => Ok(Self {
+                from: one(from)?,
+                to: one(to)?,
+            }),
+            None => {
+                let d = one(s)?;
+                Ok(Self { from: d, to: d })
+            }
         }
     }
 }
@@ -337,12 +407,108 @@ mod tests {
                 keepalive_conns: 0,
                 ..Config::new("[::1]:80")
             },
+            Config {
+                bursts: Some(Bursts {
+                    count: 120,
+                    size: 100,
+                    period_from: Duration::from_millis(940),
+                    period_to: Duration::from_micros(1_060_250),
+                }),
+                keepalive_conns: 100,
+                post_fraction: 1.0,
+                slow_fraction: 0.0,
+                sse_clients: 2,
+                ..Config::new("traefik.traefik:80")
+            },
+            Config {
+                bursts: Some(Bursts {
+                    count: 1,
+                    size: 3,
+                    period_from: Duration::from_secs(10),
+                    period_to: Duration::from_secs(10),
+                }),
+                ..Config::new("h:1")
+            },
         ];
         for config in configs {
             let args = config.to_args();
             let parsed = Args::try_from_iter(std::iter::once("loadgen".to_owned()).chain(args))
                 .unwrap_or_else(|e| panic!("{config:?}: {e}"));
             assert_eq!(parsed.config(), config);
+        }
+    }
+
+    #[test]
+    fn parses_a_burst_schedule() {
+        let args = parse(&[
+            "--target=h:1",
+            "--bursts=120",
+            "--burst-size=100",
+            "--burst-period=940ms..1s 60ms",
+            "--keepalive-conns=100",
+        ])
+        .unwrap();
+        let c = args.config();
+        assert_eq!(
+            c.bursts,
+            Some(Bursts {
+                count: 120,
+                size: 100,
+                period_from: Duration::from_millis(940),
+                period_to: Duration::from_millis(1060),
+            })
+        );
+        assert_eq!((c.duration, c.max_requests), (None, None));
+        c.validate().unwrap();
+        // One duration: a constant period.
+        let args = parse(&[
+            "--target=h:1",
+            "--bursts=3",
+            "--burst-size=2",
+            "--burst-period=10s",
+        ])
+        .unwrap();
+        let b = args.config().bursts.unwrap();
+        assert_eq!(
+            (b.period_from, b.period_to),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn bursts_replace_the_rate_and_the_bounds() {
+        let burst = ["--target=h:1", "--bursts=2", "--burst-size=2"];
+        for (extra, kind) in [
+            ("--rate=50", ErrorKind::ArgumentConflict),
+            ("--duration=1m", ErrorKind::ArgumentConflict),
+            ("--max-requests=5", ErrorKind::ArgumentConflict),
+        ] {
+            let mut args = burst.to_vec();
+            args.extend(["--burst-period=1s", extra]);
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{extra}: {err}");
+        }
+        for period in ["1s..", "..1s", "soon", "1s..2s..3s"] {
+            let mut args = burst.to_vec();
+            let flag = format!("--burst-period={period}");
+            args.push(&flag);
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{period}: {err}");
+            assert!(err.to_string().contains("--burst-period"), "{err}");
+        }
+        // The three flags come together.
+        for args in [
+            &["--target=h:1", "--bursts=2", "--burst-size=2"][..],
+            &["--target=h:1", "--bursts=2", "--burst-period=1s"][..],
+            &["--target=h:1", "--max-requests=1", "--burst-size=2"][..],
+            &["--target=h:1", "--max-requests=1", "--burst-period=1s"][..],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                ErrorKind::MissingRequiredArgument,
+                "{args:?}: {err}"
+            );
         }
     }
 

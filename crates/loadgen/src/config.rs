@@ -1,10 +1,14 @@
-//! What a load run does: target, rate, bounds, request mix and connection modes.
+//! What a load run does: target, rate or bursts, bounds, request mix and
+//! connection modes.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::bursts::Bursts;
+use crate::serde_ms;
 
 /// Largest `ms` the server accepts on `/work`.
 pub const MAX_WORK_MS: u64 = 60_000;
@@ -38,16 +42,23 @@ pub struct Config {
     /// `host:port` of the server (a Service address in a cluster).
     pub target: String,
     /// Requests per second, started on schedule whatever the response times.
+    /// Not used with `bursts`.
     pub rate: f64,
+    /// Bursts instead of a rate: all requests of a burst at once, the gaps
+    /// between bursts swept across a range. The run ends after the last
+    /// burst's requests; `duration` and `max_requests` are then left unset.
+    /// (Absent from configurations written before bursts existed: none.)
+    #[serde(default)]
+    pub bursts: Option<Bursts>,
     /// Stop scheduling after this long.
-    #[serde(rename = "duration_ms", with = "opt_ms")]
+    #[serde(rename = "duration_ms", with = "serde_ms::opt")]
     pub duration: Option<Duration>,
     /// Stop scheduling after this many requests.
     pub max_requests: Option<u64>,
     /// Requests started or waiting for a keep-alive connection, at most.
     pub max_in_flight: usize,
     /// Whole-request timeout: connect, send, response head and body.
-    #[serde(rename = "timeout_ms", with = "ms")]
+    #[serde(rename = "timeout_ms", with = "serde_ms::ms")]
     pub timeout: Duration,
     /// Fraction of requests that are `GET /work?ms=…` instead of `GET /`.
     pub slow_fraction: f64,
@@ -85,16 +96,16 @@ pub struct Config {
     /// WebSocket client sends a message.
     #[serde(
         rename = "stream_interval_ms",
-        with = "ms",
+        with = "serde_ms::ms",
         default = "default_stream_interval"
     )]
     pub stream_interval: Duration,
     /// A request that starts later than this after its slot counts as late.
-    #[serde(rename = "late_after_ms", with = "ms")]
+    #[serde(rename = "late_after_ms", with = "serde_ms::ms")]
     pub late_after: Duration,
     /// After the last request is scheduled (or a stop), how long in-flight
     /// requests may take before they are aborted.
-    #[serde(rename = "drain_timeout_ms", with = "ms")]
+    #[serde(rename = "drain_timeout_ms", with = "serde_ms::ms")]
     pub drain_timeout: Duration,
     /// How many failures' error messages the report keeps verbatim.
     pub error_samples: usize,
@@ -105,11 +116,12 @@ pub struct Config {
 
 impl Config {
     /// A configuration with defaults and no bound; set `duration` or
-    /// `max_requests` before running.
+    /// `max_requests` (or `bursts`) before running.
     pub fn new(target: impl Into<String>) -> Self {
         Self {
             target: target.into(),
             rate: 100.0,
+            bursts: None,
             duration: None,
             max_requests: None,
             max_in_flight: 512,
@@ -145,14 +157,31 @@ impl Config {
         if self.target.is_empty() {
             return bad("target must be host:port".into());
         }
-        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
-            return bad(format!(
-                "rate must be in (0, {MAX_RATE}], got {}",
-                self.rate
-            ));
-        }
-        if self.duration.is_none() && self.max_requests.is_none() {
-            return bad("set a duration or a maximum number of requests (or both)".into());
+        match &self.bursts {
+            None => {
+                if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+                    return bad(format!(
+                        "rate must be in (0, {MAX_RATE}], got {}",
+                        self.rate
+                    ));
+                }
+                if self.duration.is_none() && self.max_requests.is_none() {
+                    return bad(
+                        "set a duration or a maximum number of requests (or both), or bursts"
+                            .into(),
+                    );
+                }
+            }
+            Some(bursts) => {
+                bursts.check().map_err(ConfigError)?;
+                if self.duration.is_some() || self.max_requests.is_some() {
+                    return bad(
+                        "--bursts cannot be used with --duration or --max-requests: \
+                         the run ends after the last burst"
+                            .into(),
+                    );
+                }
+            }
         }
         if self.max_requests == Some(0) || self.duration == Some(Duration::ZERO) {
             return bad("duration and max requests must be positive".into());
@@ -216,6 +245,9 @@ impl Config {
                 self.stream_interval
             ));
         }
+        if let Some(bursts) = &self.bursts {
+            self.check_burst_size(bursts.size)?;
+        }
         // One task per stream slot: more than the in-flight bound is useless.
         if self
             .h2_conns
@@ -225,6 +257,29 @@ impl Config {
             return bad(format!(
                 "HTTP/2 connections x streams must be at most {MAX_IN_FLIGHT}"
             ));
+        }
+        Ok(())
+    }
+
+    /// A burst starts all its requests at once: the in-flight bound must let
+    /// them, and each of its keep-alive requests needs a pooled connection.
+    /// (Its HTTP/2 requests share the pooled connections' streams; beyond
+    /// `h2_conns × h2_streams` they wait for one.)
+    fn check_burst_size(&self, size: usize) -> Result<(), ConfigError> {
+        if size > self.max_in_flight {
+            return Err(ConfigError(format!(
+                "--burst-size ({size}) must be at most --max-in-flight ({})",
+                self.max_in_flight
+            )));
+        }
+        if self.keepalive_fraction() > 0.0 && self.keepalive_conns < size {
+            return Err(ConfigError(format!(
+                "--keepalive-conns ({}) must be at least --burst-size ({size}) when the mix \
+                 sends keep-alive requests (a share of {}): each request of a burst needs a \
+                 pooled connection of its own",
+                self.keepalive_conns,
+                self.keepalive_fraction()
+            )));
         }
         Ok(())
     }
@@ -289,41 +344,6 @@ fn default_h2_conns() -> usize {
 
 fn default_h2_streams() -> usize {
     DEFAULT_H2_STREAMS
-}
-
-/// Serde helper: `Duration` as whole milliseconds.
-mod ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-/// Serde helper: `Option<Duration>` as whole milliseconds or null.
-mod opt_ms {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::ms::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
 }
 
 #[cfg(test)]
@@ -461,6 +481,78 @@ mod tests {
         assert_eq!(all_fresh.validate(), Ok(()));
     }
 
+    fn with_bursts(size: usize) -> Config {
+        Config {
+            bursts: Some(Bursts {
+                count: 120,
+                size,
+                period_from: Duration::from_millis(940),
+                period_to: Duration::from_millis(1060),
+            }),
+            post_fraction: 1.0,
+            slow_fraction: 0.0,
+            keepalive_conns: size,
+            ..Config::new("x:1")
+        }
+    }
+
+    #[test]
+    fn bursts_bound_the_run_and_need_a_connection_per_keepalive_request() {
+        assert_eq!(with_bursts(100).validate(), Ok(()));
+        // The rate is not used, whatever it is.
+        let no_rate = Config {
+            rate: f64::NAN,
+            ..with_bursts(100)
+        };
+        assert_eq!(no_rate.validate(), Ok(()));
+        // Fresh and HTTP/2 requests need no pooled HTTP/1.1 connection, so a
+        // mix without keep-alive does not ask for them.
+        let fresh_and_h2 = Config {
+            keepalive_conns: 0,
+            fresh_fraction: 0.5,
+            h2_fraction: 0.5,
+            ..with_bursts(100)
+        };
+        assert_eq!(fresh_and_h2.validate(), Ok(()));
+        let err = |c: Config| c.validate().unwrap_err().0;
+        for (c, needle) in [
+            (
+                Config {
+                    keepalive_conns: 99,
+                    ..with_bursts(100)
+                },
+                "--keepalive-conns (99) must be at least --burst-size (100) when the mix sends \
+                 keep-alive requests (a share of 0.75)",
+            ),
+            (
+                Config {
+                    max_in_flight: 50,
+                    ..with_bursts(100)
+                },
+                "--burst-size (100) must be at most --max-in-flight (50)",
+            ),
+            (
+                Config {
+                    duration: Some(Duration::from_secs(1)),
+                    ..with_bursts(1)
+                },
+                "--bursts cannot be used with --duration or --max-requests",
+            ),
+            (
+                Config {
+                    max_requests: Some(5),
+                    ..with_bursts(1)
+                },
+                "--bursts cannot be used with --duration or --max-requests",
+            ),
+            (with_bursts(0), "--burst-size must be in 1..=10000, got 0"),
+        ] {
+            let msg = err(c);
+            assert!(msg.contains(needle), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
     #[test]
     fn the_mix_adds_up_to_one() {
         let quarters = Config {
@@ -495,6 +587,7 @@ mod tests {
         let mut v = serde_json::to_value(bounded()).unwrap();
         let obj = v.as_object_mut().unwrap();
         for field in [
+            "bursts",
             "post_fraction",
             "h2_fraction",
             "h2_conns",

@@ -701,9 +701,14 @@ async fn lane(shared: Arc<RunContext>, queue: Queue, slot: Arc<Slot>) {
             End::Aborted => outcome::aborted(),
         };
         let reused = track.stream_id.is_some_and(|id| id > 1);
-        shared
-            .recorder
-            .ended(&job.plan, started, Instant::now(), &outcome, reused);
+        shared.recorder.ended(
+            &job.plan,
+            started,
+            Instant::now(),
+            &outcome,
+            reused,
+            job.burst,
+        );
         drop(job.permit);
     }
 }

@@ -115,6 +115,12 @@ fn summary(r: &Report) -> String {
             r.outcomes.refused_resent
         ));
     }
+    if let (Some(b), Some(schedule)) = (&r.bursts, &r.config.bursts) {
+        line.push_str(&format!(
+            ", bursts {} of {} x {} (largest spread {} ms, latest first start {} ms)",
+            b.started, schedule.count, schedule.size, b.max_spread_ms, b.max_start_delay_ms
+        ));
+    }
     let post = &r.methods.post;
     if post.sent > 0 {
         line.push_str(&format!(

@@ -21,7 +21,10 @@ use crate::outcome::{Kind, Origin};
 /// `served_in_shutdown`), failures located per second
 /// (`timeline[].failures`), and the wall clock in progress snapshots
 /// (`now_unix_ms`).
-pub const REPORT_VERSION: u32 = 4;
+///
+/// 5: burst schedules (`config.bursts`; `bursts`, how the schedule was
+/// kept; the stop reason `bursts_done`).
+pub const REPORT_VERSION: u32 = 5;
 
 /// Everything a run observed. Invariant: `sent == outcomes.total()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,9 @@ pub struct Report {
     pub late_start: u64,
     /// The longest delay between a slot and its request's start.
     pub max_start_delay_ms: f64,
+    /// With a burst schedule: how it was kept, burst by burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<BurstsReport>,
     /// Outcome of every started request.
     pub outcomes: Outcomes,
     /// Sum of the failure kinds in `outcomes` (everything but ok, aborted
@@ -131,6 +137,41 @@ pub enum StopReason {
     MaxRequests,
     /// A stop was requested (signal, `POST /stop`, the stop future).
     Stopped,
+    /// The last burst of a burst schedule was dispatched.
+    BurstsDone,
+}
+
+/// How a burst schedule was kept. A burst's requests are all due at its
+/// instant, so their start delays also count in `late_start` and
+/// `max_start_delay_ms` like any request's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BurstsReport {
+    /// Bursts whose instant came and whose requests were dispatched
+    /// (`config.bursts.count` unless the run was stopped).
+    pub started: u64,
+    /// The longest delay between a burst's instant and the start of its
+    /// first request.
+    pub max_start_delay_ms: f64,
+    /// The longest spread of one burst: from its first request's start to
+    /// its last one's.
+    pub max_spread_ms: f64,
+    /// One entry per started burst, in order.
+    pub per_burst: Vec<BurstReport>,
+}
+
+/// One burst.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BurstReport {
+    /// When it was due, from the start of the run (`started_unix_ms`).
+    pub at_ms: f64,
+    /// Its requests that started.
+    pub sent: u64,
+    /// Its requests that failed (as counted in `failures`).
+    pub failures: u64,
+    /// From its instant to its first request's start.
+    pub start_delay_ms: f64,
+    /// From its first request's start to its last one's.
+    pub spread_ms: f64,
 }
 
 /// Counts per outcome kind.

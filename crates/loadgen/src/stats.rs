@@ -9,12 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+use crate::bursts::MAX_BURSTS;
 use crate::config::Config;
 use crate::mix::{Method, Mode, Plan, Route};
 use crate::outcome::{Kind, Origin, Outcome};
 use crate::report::{
-    Connections, ErrorSample, Latency, MethodReport, Methods, ModeReport, Modes, Outcomes,
-    Progress, REPORT_VERSION, Report, RouteReport, Routes, Second, StopReason, Streams,
+    BurstReport, BurstsReport, Connections, ErrorSample, Latency, MethodReport, Methods,
+    ModeReport, Modes, Outcomes, Progress, REPORT_VERSION, Report, RouteReport, Routes, Second,
+    StopReason, Streams,
 };
 
 /// Latencies above an hour are clamped (timeouts are far shorter).
@@ -54,6 +56,30 @@ struct Stats {
     served_in_shutdown: BTreeMap<String, u64>,
     timeline: Vec<Second>,
     errors: Vec<ErrorSample>,
+    /// With a burst schedule, one per burst (empty otherwise).
+    bursts: Vec<BurstStats>,
+    bursts_started: u64,
+}
+
+/// One burst's requests. They share one due instant, so the spread of
+/// their starts is the spread of their start delays.
+#[derive(Debug, Clone, Copy)]
+struct BurstStats {
+    sent: u64,
+    failures: u64,
+    min_delay: Duration,
+    max_delay: Duration,
+}
+
+impl Default for BurstStats {
+    fn default() -> Self {
+        Self {
+            sent: 0,
+            failures: 0,
+            min_delay: Duration::MAX,
+            max_delay: Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -104,6 +130,9 @@ fn unix_now_ms() -> u64 {
 
 impl Recorder {
     pub(crate) fn new(config: &Config) -> Self {
+        let burst_count = config
+            .bursts
+            .map_or(0, |b| b.count.min(MAX_BURSTS) as usize);
         let route = || RouteStats {
             sent: 0,
             outcomes: Outcomes::default(),
@@ -133,6 +162,8 @@ impl Recorder {
                 served_in_shutdown: BTreeMap::new(),
                 timeline: Vec::new(),
                 errors: Vec::new(),
+                bursts: vec![BurstStats::default(); burst_count],
+                bursts_started: 0,
             }),
         }
     }
@@ -150,8 +181,9 @@ impl Recorder {
         s.start
     }
 
-    /// A request is about to connect or send, `now - due` after its slot.
-    pub(crate) fn started(&self, plan: &Plan, due: Instant, now: Instant) {
+    /// A request is about to connect or send, `now - due` after its slot;
+    /// `burst` is its burst's index in a burst schedule.
+    pub(crate) fn started(&self, plan: &Plan, due: Instant, now: Instant, burst: Option<u32>) {
         let delay = now.saturating_duration_since(due);
         let late = delay > self.late_after;
         let mut guard = self.lock();
@@ -164,9 +196,19 @@ impl Recorder {
         s.method_modes[method][mode_idx(plan.mode)].sent += 1;
         s.max_start_delay = s.max_start_delay.max(delay);
         s.late_start += u64::from(late);
+        if let Some(b) = burst.and_then(|i| s.bursts.get_mut(i as usize)) {
+            b.sent += 1;
+            b.min_delay = b.min_delay.min(delay);
+            b.max_delay = b.max_delay.max(delay);
+        }
         let sec = s.second(now);
         sec.sent += 1;
         sec.late_start += u64::from(late);
+    }
+
+    /// The scheduler has come to a burst's instant.
+    pub(crate) fn burst_started(&self) {
+        self.lock().bursts_started += 1;
     }
 
     /// A scheduled request was dropped by a stop before it started.
@@ -208,6 +250,7 @@ impl Recorder {
         now: Instant,
         outcome: &Outcome,
         reused: bool,
+        burst: Option<u32>,
     ) {
         let kind = outcome.kind();
         let latency_us = u64::try_from(now.saturating_duration_since(started).as_micros())
@@ -259,6 +302,11 @@ impl Recorder {
             if *in_shutdown {
                 bump(&mut s.served_in_shutdown, name);
             }
+        }
+        if kind.is_failure()
+            && let Some(b) = burst.and_then(|i| s.bursts.get_mut(i as usize))
+        {
+            b.failures += 1;
         }
         let sec = s.second(now);
         sec.outcomes.add(kind, status, origin);
@@ -360,7 +408,8 @@ impl Recorder {
             sent: s.sent,
             not_started: s.not_started,
             late_start: s.late_start,
-            max_start_delay_ms: micros_as_ms(s.max_start_delay.as_micros() as f64),
+            max_start_delay_ms: ms(s.max_start_delay),
+            bursts: bursts_report(config, &s),
             failures: s.outcomes.failures(),
             outcomes: s.outcomes.clone(),
             connections: s.connections.clone(),
@@ -385,6 +434,38 @@ impl Recorder {
             stream_failures: 0,
         }
     }
+}
+
+/// How the burst schedule was kept; `None` without one.
+fn bursts_report(config: &Config, s: &Stats) -> Option<BurstsReport> {
+    let schedule = config.bursts?;
+    let per_burst: Vec<BurstReport> = s
+        .bursts
+        .iter()
+        .take(usize::try_from(s.bursts_started).unwrap_or(usize::MAX))
+        .zip(0..)
+        .map(|(b, i)| {
+            let (delay, spread) = if b.sent == 0 {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                (b.min_delay, b.max_delay - b.min_delay)
+            };
+            BurstReport {
+                at_ms: ms(schedule.offset(i)),
+                sent: b.sent,
+                failures: b.failures,
+                start_delay_ms: ms(delay),
+                spread_ms: ms(spread),
+            }
+        })
+        .collect();
+    let max = |f: fn(&BurstReport) -> f64| per_burst.iter().map(f).fold(0.0, f64::max);
+    Some(BurstsReport {
+        started: s.bursts_started,
+        max_start_delay_ms: max(|b| b.start_delay_ms),
+        max_spread_ms: max(|b| b.spread_ms),
+        per_burst,
+    })
 }
 
 fn modes(m: &[ModeReport; 3]) -> Modes {
@@ -457,6 +538,11 @@ fn micros_as_ms(us: f64) -> f64 {
     us.round() / 1000.0
 }
 
+/// A duration in milliseconds with microsecond resolution.
+fn ms(d: Duration) -> f64 {
+    micros_as_ms(d.as_micros() as f64)
+}
+
 fn summary(h: &Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
@@ -514,16 +600,17 @@ mod tests {
         let r = recorder();
         let t0 = r.begin();
         let root = plan(Route::Root, Mode::Keepalive);
-        r.started(&root, t0, t0);
+        r.started(&root, t0, t0, None);
         r.ended(
             &root,
             t0,
             t0 + Duration::from_millis(5),
             &ok("pod-a\n"),
             false,
+            None,
         );
         let t2 = t0 + Duration::from_millis(2500);
-        r.started(&root, t2, t2);
+        r.started(&root, t2, t2, None);
         let closing = Outcome::Response(Response {
             status: StatusCode::OK,
             close: true,
@@ -532,7 +619,14 @@ mod tests {
             wrong_echo: None,
             marks: Marks::default(),
         });
-        r.ended(&root, t2, t2 + Duration::from_millis(7), &closing, true);
+        r.ended(
+            &root,
+            t2,
+            t2 + Duration::from_millis(7),
+            &closing,
+            true,
+            None,
+        );
         let rep = r.report(
             &Config::new("t:1"),
             "1.2.3.4:1".into(),
@@ -563,9 +657,9 @@ mod tests {
         let r = recorder();
         let t0 = r.begin();
         let work = plan(Route::Work, Mode::Fresh);
-        r.started(&work, t0, t0 + Duration::from_millis(5));
-        r.started(&work, t0, t0 + Duration::from_millis(30));
-        r.started(&work, t0, t0 + Duration::from_millis(40));
+        r.started(&work, t0, t0 + Duration::from_millis(5), None);
+        r.started(&work, t0, t0 + Duration::from_millis(30), None);
+        r.started(&work, t0, t0 + Duration::from_millis(40), None);
         let fail = Outcome::failed(Kind::Reset, "connection reset by peer");
         let status = Outcome::Response(Response {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -575,9 +669,9 @@ mod tests {
             wrong_echo: None,
             marks: Marks::default(),
         });
-        r.ended(&work, t0, t0, &status, false);
-        r.ended(&work, t0, t0, &fail, true);
-        r.ended(&work, t0, t0, &fail, true);
+        r.ended(&work, t0, t0, &status, false, None);
+        r.ended(&work, t0, t0, &fail, true, None);
+        r.ended(&work, t0, t0, &fail, true, None);
         let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 3);
         assert_eq!(rep.late_start, 2);
         assert!((rep.max_start_delay_ms - 40.0).abs() < 0.01);
@@ -617,8 +711,8 @@ mod tests {
             marks: Marks::default(),
         });
         for outcome in [ok("pod-c"), resent] {
-            r.started(&h2, t0, t0);
-            r.ended(&h2, t0, t0, &outcome, false);
+            r.started(&h2, t0, t0, None);
+            r.ended(&h2, t0, t0, &outcome, false, None);
         }
         r.h2_connection_opened();
         r.h2_goaway();
@@ -664,8 +758,8 @@ mod tests {
             (Route::Work, Mode::Keepalive, ok("worked")),
         ] {
             let p = plan(route, mode);
-            r.started(&p, t0, t0);
-            r.ended(&p, t0, t0, &outcome, false);
+            r.started(&p, t0, t0, None);
+            r.ended(&p, t0, t0, &outcome, false, None);
         }
         let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 4);
         let (get, post) = (&rep.methods.get, &rep.methods.post);
@@ -720,8 +814,8 @@ mod tests {
             (Route::Root, marked(200, None, false)),
         ] {
             let p = plan(route, Mode::Keepalive);
-            r.started(&p, t0, t0);
-            r.ended(&p, t0, t0, &outcome, false);
+            r.started(&p, t0, t0, None);
+            r.ended(&p, t0, t0, &outcome, false, None);
         }
         let rep = r.report(&Config::new("t:1"), String::new(), StopReason::Stopped, 5);
         assert_eq!(
@@ -740,13 +834,80 @@ mod tests {
     }
 
     #[test]
+    fn bursts_are_kept_burst_by_burst() {
+        let config = Config {
+            bursts: Some(crate::bursts::Bursts {
+                count: 3,
+                size: 2,
+                period_from: Duration::from_millis(500),
+                period_to: Duration::from_millis(700),
+            }),
+            late_after: Duration::from_millis(10),
+            ..Config::new("t:1")
+        };
+        let r = Recorder::new(&config);
+        let t0 = r.begin();
+        let p = plan(Route::Echo, Mode::Keepalive);
+        let us = Duration::from_micros;
+        // Burst 0, due at t0: started 1 ms and 4.5 ms late, one fails.
+        r.burst_started();
+        r.started(&p, t0, t0 + us(4500), Some(0));
+        r.started(&p, t0, t0 + us(1000), Some(0));
+        r.ended(&p, t0, t0, &ok("x"), false, Some(0));
+        let fail = Outcome::failed(Kind::Reset, "connection reset by peer");
+        r.ended(&p, t0, t0, &fail, true, Some(0));
+        // Burst 1, due at 500 ms: both 30 ms late, at the same instant.
+        r.burst_started();
+        let due = t0 + Duration::from_millis(500);
+        for _ in 0..2 {
+            r.started(&p, due, due + Duration::from_millis(30), Some(1));
+            r.ended(&p, due, due, &ok("x"), false, Some(1));
+        }
+        // Burst 2 never came (a stop); an index beyond the schedule is
+        // ignored rather than trusted.
+        r.started(&p, t0, t0, Some(7));
+        r.ended(&p, t0, t0, &ok("x"), false, Some(7));
+        let rep = r.report(&config, String::new(), StopReason::Stopped, 5);
+        let b = rep.bursts.expect("a burst schedule is reported");
+        assert_eq!(b.started, 2);
+        assert_eq!(
+            b.per_burst,
+            [
+                BurstReport {
+                    at_ms: 0.0,
+                    sent: 2,
+                    failures: 1,
+                    start_delay_ms: 1.0,
+                    spread_ms: 3.5,
+                },
+                BurstReport {
+                    at_ms: 500.0,
+                    sent: 2,
+                    failures: 0,
+                    start_delay_ms: 30.0,
+                    spread_ms: 0.0,
+                },
+            ]
+        );
+        assert_eq!((b.max_start_delay_ms, b.max_spread_ms), (30.0, 3.5));
+        // The same starts count in the run's late starts.
+        assert_eq!((rep.late_start, rep.max_start_delay_ms), (2, 30.0));
+        assert_eq!(rep.failures, 1);
+        // A run at a rate has no such section, and writes none.
+        let plain = recorder().report(&Config::new("t:1"), String::new(), StopReason::Stopped, 0);
+        assert_eq!(plain.bursts, None);
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("bursts").is_none());
+    }
+
+    #[test]
     fn progress_counts_in_flight() {
         let r = recorder();
         let t0 = r.begin();
         let p = plan(Route::Root, Mode::Keepalive);
-        r.started(&p, t0, t0);
-        r.started(&p, t0, t0);
-        r.ended(&p, t0, t0, &ok("x"), false);
+        r.started(&p, t0, t0, None);
+        r.started(&p, t0, t0, None);
+        r.ended(&p, t0, t0, &ok("x"), false, None);
         let before = unix_now_ms();
         let snap = r.progress(false);
         let after = unix_now_ms();

@@ -21,6 +21,8 @@ pub(crate) struct Job {
     pub(crate) due: Instant,
     pub(crate) plan: Plan,
     pub(crate) permit: OwnedSemaphorePermit,
+    /// Its burst's index, in a burst schedule.
+    pub(crate) burst: Option<u32>,
 }
 
 /// The queue of jobs for the keep-alive workers (or the HTTP/2 lanes).
@@ -36,7 +38,9 @@ pub(crate) async fn next_job(shared: &RunContext, queue: &Queue) -> Option<(Job,
             continue;
         }
         let started = Instant::now();
-        shared.recorder.started(&job.plan, job.due, started);
+        shared
+            .recorder
+            .started(&job.plan, job.due, started, job.burst);
         return Some((job, started));
     }
 }
@@ -56,9 +60,14 @@ pub(crate) async fn keepalive_worker(shared: Arc<RunContext>, queue: Queue) {
         if !outcome.keeps_connection() {
             slot = None;
         }
-        shared
-            .recorder
-            .ended(&job.plan, started, Instant::now(), &outcome, reused);
+        shared.recorder.ended(
+            &job.plan,
+            started,
+            Instant::now(),
+            &outcome,
+            reused,
+            job.burst,
+        );
         drop(job.permit);
     }
 }
@@ -96,16 +105,23 @@ pub(crate) async fn fresh_request(shared: Arc<RunContext>, job: Job) {
         return;
     }
     let started = Instant::now();
-    shared.recorder.started(&job.plan, job.due, started);
+    shared
+        .recorder
+        .started(&job.plan, job.due, started, job.burst);
     let mut phase = Phase::Connecting;
     let mut slot = None;
     let attempt = fresh_once(&shared, &mut slot, &job.plan, &mut phase);
     let outcome = guarded(&shared, attempt)
         .await
         .unwrap_or_else(|| outcome::timeout_failure(shared.config.timeout, phase));
-    shared
-        .recorder
-        .ended(&job.plan, started, Instant::now(), &outcome, false);
+    shared.recorder.ended(
+        &job.plan,
+        started,
+        Instant::now(),
+        &outcome,
+        false,
+        job.burst,
+    );
     drop(job.permit);
     if let (Some(conn), Outcome::Response(_)) = (slot, &outcome) {
         conn.wait_closed(FRESH_CLOSE_WAIT).await;

@@ -349,6 +349,63 @@ fn invalid_flags_exit_2_naming_the_problem() {
             ][..],
             "--report-on-stderr",
         ),
+        (
+            &[
+                "--target=h:1",
+                "--bursts=120",
+                "--burst-size=100",
+                "--burst-period=940ms..1060ms",
+            ][..],
+            "--keepalive-conns (16) must be at least --burst-size (100) when the mix sends \
+             keep-alive requests (a share of 0.75)",
+        ),
+        (
+            &[
+                "--target=h:1",
+                "--bursts=0",
+                "--burst-size=1",
+                "--burst-period=1s",
+            ][..],
+            "--bursts must be in 1..=10000, got 0",
+        ),
+        (
+            &[
+                "--target=h:1",
+                "--bursts=2",
+                "--burst-size=0",
+                "--burst-period=1s",
+            ][..],
+            "--burst-size must be in 1..=10000, got 0",
+        ),
+        (
+            &[
+                "--target=h:1",
+                "--bursts=2",
+                "--burst-size=1",
+                "--burst-period=1060ms..940ms",
+            ][..],
+            "--burst-period FROM..TO needs FROM <= TO, got 1.06s..940ms",
+        ),
+        (
+            &[
+                "--target=h:1",
+                "--bursts=2",
+                "--burst-size=1",
+                "--burst-period=1s..",
+            ][..],
+            "--burst-period <FROM..TO>",
+        ),
+        (
+            &[
+                "--target=h:1",
+                "--rate=50",
+                "--bursts=2",
+                "--burst-size=1",
+                "--burst-period=1s",
+            ][..],
+            "'--rate <RATE>' cannot be used with '--bursts <BURSTS>'",
+        ),
+        (&["--target=h:1", "--bursts=2"][..], "--burst-size"),
     ] {
         let out = loadgen(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -356,6 +413,55 @@ fn invalid_flags_exit_2_naming_the_problem() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_end_the_run_by_themselves() {
+    let server = TestServer::start(Behaviour::Auto("replica-b")).await;
+    let out = finish(
+        loadgen(&[
+            "--target",
+            &server.target(),
+            "--bursts",
+            "3",
+            "--burst-size",
+            "5",
+            "--burst-period",
+            "100ms..200ms",
+            "--keepalive-conns",
+            "5",
+            "--h2-fraction",
+            "0.25",
+            "--slow-ms",
+            "1-3",
+        ])
+        .spawn()
+        .unwrap(),
+    )
+    .await;
+    let r = report(&out);
+    assert_eq!(r.stop_reason, StopReason::BurstsDone);
+    assert_eq!((r.sent, r.outcomes.ok), (15, 15));
+    assert!(r.is_clean(), "{r:#?}");
+    let b = r.bursts.as_ref().unwrap();
+    assert_eq!(b.started, 3);
+    let schedule = r.config.bursts.unwrap();
+    assert_eq!((schedule.count, schedule.size), (3, 5));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["stop_reason"], "bursts_done");
+    assert_eq!(json["version"], 5);
+    assert_eq!(
+        json["config"]["bursts"],
+        serde_json::json!({ "count": 3, "size": 5, "period_from_ms": 100, "period_to_ms": 200 })
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            ", bursts 3 of 3 x 5 (largest spread {} ms, latest first start {} ms)",
+            b.max_spread_ms, b.max_start_delay_ms
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

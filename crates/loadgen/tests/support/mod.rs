@@ -7,9 +7,9 @@ pub mod fake_streams;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -68,6 +68,8 @@ pub struct Seen {
     pub post_bytes: AtomicU64,
     pub active: AtomicU64,
     pub max_active: AtomicU64,
+    /// When each request's head arrived (the hyper servers only).
+    pub arrivals: Mutex<Vec<Instant>>,
 }
 
 impl Seen {
@@ -213,6 +215,7 @@ async fn serve(stream: TcpStream, seen: Arc<Seen>, reply: Reply, proto: Proto) {
     let svc = service_fn(move |req: Request<Incoming>| {
         let seen = seen.clone();
         async move {
+            seen.arrivals.lock().unwrap().push(Instant::now());
             seen.requests.fetch_add(1, Ordering::SeqCst);
             seen.h2_requests.fetch_add(
                 u64::from(req.version() == hyper::Version::HTTP_2),
