@@ -14,6 +14,8 @@ use crate::verdict::{self, Check, Evidence, Expect, Span, Termination};
 
 /// A little steady state after the last old replica is gone.
 const STEADY: Duration = Duration::from_secs(1);
+/// After a burst schedule's last burst is due, time for its requests.
+const BURSTS_END: Duration = Duration::from_secs(3);
 
 /// What a backend saw of its replicas during the run.
 #[derive(Debug, Default)]
@@ -105,10 +107,16 @@ pub async fn run<B: Backend>(
 ) -> Result<RunRecord> {
     let load = backend.start_load().await?;
     let started_ms = unix_ms();
+    let load_started = tokio::time::Instant::now();
     let progress = Progress::spawn(backend.progress(&load));
     tokio::time::sleep(scenario.warmup).await;
     let (rollouts, old) = roll(backend, scenario.rollouts).await?;
     tokio::time::sleep(STEADY).await;
+    if let Some(bursts) = scenario.bursts() {
+        // A burst schedule ends by itself: let it.
+        let done = load_started + bursts.span() + BURSTS_END;
+        tokio::time::sleep_until(done).await;
+    }
     let mut report = backend.stop_load(load).await?;
     progress.stop();
     let finished_ms = unix_ms();

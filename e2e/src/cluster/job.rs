@@ -117,17 +117,18 @@ impl LoadJob {
     /// Stops the load, waits for the process to exit, reads the report from
     /// its log and deletes the Job.
     pub async fn finish(&self, client: &Client, ns: &str) -> Result<loadgen::Report> {
-        self.control
-            .post("/stop")
-            .await
-            .context("cannot stop the load generator")?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        // A burst schedule ends by itself, and its process with it.
+        if !self.ended(&pods).await? {
+            self.control
+                .post("/stop")
+                .await
+                .context("cannot stop the load generator")?;
+        }
         let by_job = job_selector(&self.name);
         let mut ended = false;
         for _ in 0..480 {
-            let pod = retry("get the load generator's pod", || pods.get(&self.pod)).await?;
-            let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
-            if phase == "Succeeded" || phase == "Failed" {
+            if self.ended(&pods).await? {
                 ended = true;
                 break;
             }
@@ -148,6 +149,13 @@ impl LoadJob {
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         let _ = jobs.delete(&self.name, &DeleteParams::background()).await;
         Ok(report)
+    }
+
+    /// Whether the load generator's pod has ended.
+    async fn ended(&self, pods: &Api<Pod>) -> Result<bool> {
+        let pod = retry("get the load generator's pod", || pods.get(&self.pod)).await?;
+        let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+        Ok(phase == "Succeeded" || phase == "Failed")
     }
 
     /// Reads the report from the log of the ended pod. The container's last

@@ -415,8 +415,18 @@ pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec
     let mut verdict = Verdict::default();
     let (clock_ok, clock_detail) = clock::judged(evidence.clock);
     verdict.push("the load generator's clock", clock_ok, clock_detail);
-    let terminations = old_replicas(evidence, &mut verdict);
-    let windows = windows(&terminations);
+    // With no rollout (a steady-state run), the whole run is the window.
+    let (terminations, windows) = if evidence.expected_old == 0 && evidence.old.is_empty() {
+        let run = Span {
+            from_ms: 0,
+            to_ms: u64::MAX,
+        };
+        (Vec::new(), vec![run])
+    } else {
+        let terminations = old_replicas(evidence, &mut verdict);
+        let windows = windows(&terminations);
+        (terminations, windows)
+    };
     judge_load(report, expect, &windows, &mut verdict);
     streams::judge(report, expect, &windows, &mut verdict);
 
@@ -1117,8 +1127,22 @@ mod tests {
 
     #[test]
     fn no_terminations_is_no_rollout() {
-        let r = report(&[(0, 500, &[])], 0);
-        assert!(!judged(&r, &[], Expect::NoFailures, BAR).passed());
+        // Three were due: none seen is a failure.
+        let v = judged_old(&[], 3);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+    }
+
+    /// A steady-state run (no rollout due): no termination to judge, and a
+    /// negative control's failures count wherever they happened.
+    #[test]
+    fn a_steady_state_run_is_judged_on_its_load_alone() {
+        let clean = report(&[(0, 500, &[])], 0);
+        let v = judged(&clean, &[], Expect::NoFailures, BAR);
+        assert!(v.passed(), "{v}");
+        assert!(v.checks.iter().all(|c| !c.name.contains("replica")), "{v}");
+        let v = judged(&broken(), &[], Expect::Failures, BAR);
+        assert!(v.passed(), "{v}");
+        assert!(!judged(&clean, &[], Expect::Failures, BAR).passed());
     }
 
     /// Judges a clean run whose old replicas are `records`, of which
