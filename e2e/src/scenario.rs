@@ -290,6 +290,7 @@ pub(crate) mod tests {
             "--burst-period=235ms..265ms",
             "--post-fraction=1",
             "--slow-fraction=0",
+            "--keepalive-conns=100",
         ])
         .scenario;
         let config = s.load("traefik:80");
