@@ -122,7 +122,7 @@ cluster-load:
 cluster-has-image REF:
     python3 scripts/cluster has-image {{quote(REF)}}
 
-# The rollout suite on the local cluster: through kube-proxy (the chart's defaults, the negative control, a drain delay), through Traefik (the defaults, the negative control), with Prometheus scraping every 30 s (a clean and a forced shutdown), then `helm test`.
+# The rollout suite on the local cluster: through kube-proxy (the chart's defaults, the negative control, a drain delay), through Traefik (the defaults, the negative control, the keep-alive race with a short idle close and without), with Prometheus scraping every 30 s (a clean and a forced shutdown), then `helm test`.
 e2e-cluster: cluster-up
     #!/usr/bin/env bash
     set -euo pipefail
@@ -144,6 +144,13 @@ e2e-cluster: cluster-up
     traefik=(--values e2e/values/ingress.yaml --via traefik/traefik:80 --proxy traefik)
     run --label ingress-graceful --values e2e/values/graceful.yaml "${traefik[@]}" --expect no-failures --rollouts 3
     run --label ingress-naive --values e2e/values/naive.yaml "${traefik[@]}" --expect failures --rollouts 1
+    # No rollout: bursts of POSTs whose gaps sweep across a 250 ms idle close, so that Traefik
+    # reuses its pooled connections just as a server that closes them early does; then the same
+    # load against the chart's idle timeout, which outlives Traefik's pool.
+    steady=(--rollouts 0 --bursts 120 --burst-size 100 --burst-period 235ms..265ms --post-fraction 1 --slow-fraction 0
+            --fresh-fraction 0 --h2-fraction 0 --keepalive-conns 100 --sse-clients 0 --ws-clients 0)
+    run --label steady-idle-250ms --values e2e/values/graceful.yaml --values e2e/values/idle-250ms.yaml "${traefik[@]}" "${steady[@]}" --expect failures
+    run --label steady-default --values e2e/values/graceful.yaml "${traefik[@]}" "${steady[@]}" --expect no-failures
     # deploy/prometheus scrapes this namespace every 30 s.
     slow=(--namespace scrape-30s --rollouts 1)
     run --label scrape-30s --values e2e/values/graceful.yaml "${slow[@]}" --expect no-failures

@@ -245,6 +245,12 @@ pub fn located(report: &Report, windows: &[Span]) -> (SecondFailures, SecondFail
 /// protocol and method the load used (on any one of them for
 /// [`Expect::FailuresAnyProtocol`]).
 fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut Verdict) {
+    // A steady-state run has no termination: its one window is the run.
+    let (place, during) = if windows.iter().any(|w| w.to_ms == u64::MAX) {
+        ("during the run", "during the run")
+    } else {
+        ("inside the terminations", "while a replica terminated")
+    };
     let overall = format!(
         "{}, {} never started",
         breakdown(report.sent, &report.outcomes),
@@ -256,7 +262,8 @@ fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut V
             let requests_clean =
                 report.failures == 0 && report.outcomes.aborted == 0 && report.not_started == 0;
             verdict.push("no failed request", requests_clean, overall);
-            for p in &protocols(report) {
+            // A protocol the mix gives no share is not judged.
+            for p in protocols(report).iter().filter(|p| p.share > 0.0) {
                 let (sent, o) = (p.report.sent, &p.report.outcomes);
                 verdict.push(
                     format!("no failed request over {}", p.name),
@@ -312,10 +319,10 @@ fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut V
                 .collect();
             let requests_inside = inside.requests();
             verdict.push(
-                "failed requests inside the terminations, as expected",
+                format!("failed requests {place}, as expected"),
                 requests_inside > 0,
                 format!(
-                    "{requests_inside} failed while a replica terminated ({}); {} failed elsewhere, not counted; over the run: {overall}",
+                    "{requests_inside} failed {during} ({}); {} failed elsewhere, not counted; over the run: {overall}",
                     split.join(", "),
                     outside.requests()
                 ),
@@ -328,14 +335,14 @@ fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut V
             // loss go unseen.
             for (name, n, sent, _) in ways.into_iter().filter(|(.., share)| *share > 0.0) {
                 verdict.push(
-                    format!("failed {name} requests inside the terminations, as expected"),
+                    format!("failed {name} requests {place}, as expected"),
                     n > 0,
                     if sent == 0 {
                         format!("unknown: not one {name} request was sent: the suite cannot show it would catch its loss")
                     } else if n == 0 {
-                        format!("none of {sent} {name} requests failed while a replica terminated: the suite cannot show it would catch their loss")
+                        format!("none of {sent} {name} requests failed {during}: the suite cannot show it would catch their loss")
                     } else {
-                        format!("{n} of {sent} failed while a replica terminated")
+                        format!("{n} of {sent} failed {during}")
                     },
                 );
             }
