@@ -151,10 +151,12 @@ e2e-cluster: cluster-up
             --fresh-fraction 0 --h2-fraction 0 --keepalive-conns 100 --sse-clients 0 --ws-clients 0)
     run --label steady-idle-250ms --values e2e/values/graceful.yaml --values e2e/values/idle-250ms.yaml "${traefik[@]}" "${steady[@]}" --expect failures
     run --label steady-default --values e2e/values/graceful.yaml "${traefik[@]}" "${steady[@]}" --expect no-failures
-    # deploy/prometheus scrapes this namespace every 30 s.
-    slow=(--namespace scrape-30s --rollouts 1)
+    # deploy/prometheus scrapes this namespace every 30 s; the warm-up lets it scrape each pod
+    # before its rollout, as it would have scraped a pod that ran for hours.
+    slow=(--namespace scrape-30s --rollouts 1 --warmup 40s)
     run --label scrape-30s --values e2e/values/graceful.yaml "${slow[@]}" --expect no-failures
-    run --label scrape-30s-forced --values e2e/values/forced.yaml "${slow[@]}" --expect forced --slow-ms 4000-6000
+    run --label scrape-30s-forced --values e2e/values/forced.yaml "${slow[@]}" --expect forced \
+        --slow-fraction 0.01 --slow-ms 4000-6000
     python3 scripts/cluster shell helm test lameduck
 
 # The quick profile, the system allocator and no cluster backend: a first build in about 1.5 minutes.
