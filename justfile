@@ -122,7 +122,7 @@ cluster-load:
 cluster-has-image REF:
     python3 scripts/cluster has-image {{quote(REF)}}
 
-# The rollout suite on the local cluster: the chart's defaults, the negative control, a drain delay, then `helm test`.
+# The rollout suite on the local cluster: through kube-proxy (the chart's defaults, the negative control, a drain delay), through Traefik (the defaults, the negative control, the keep-alive race with a short idle close and without), with Prometheus scraping every 30 s (a clean and a forced shutdown), then `helm test`.
 e2e-cluster: cluster-up
     #!/usr/bin/env bash
     set -euo pipefail
@@ -130,6 +130,7 @@ e2e-cluster: cluster-up
     trap 'echo "e2e-cluster: interrupted; the cluster stays up: scripts/just cluster-down stops it" >&2; exit 130' INT TERM
     image=$(python3 scripts/cluster load | tail -n 1)
     python3 scripts/cluster prometheus
+    python3 scripts/cluster traefik
     cargo build --profile quick --locked -p e2e
     run() {
         # A missing image in one line now, not after Helm's 3-minute --wait.
@@ -138,8 +139,24 @@ e2e-cluster: cluster-up
             --prometheus monitoring/prometheus:web "$@"
     }
     run --label cluster-graceful --values e2e/values/graceful.yaml --expect no-failures
-    run --label cluster-naive --values e2e/values/naive.yaml --expect failures
+    run --label cluster-naive --values e2e/values/naive.yaml --expect failures --rollouts 1
     run --label cluster-drain-delay --values e2e/values/drain-covers-lag.yaml --expect no-failures --rollouts 1
+    traefik=(--values e2e/values/ingress.yaml --via traefik/traefik:80 --proxy traefik)
+    run --label ingress-graceful --values e2e/values/graceful.yaml "${traefik[@]}" --expect no-failures --rollouts 3
+    run --label ingress-naive --values e2e/values/naive.yaml "${traefik[@]}" --expect failures --rollouts 1
+    # No rollout: bursts of POSTs whose gaps sweep across a 250 ms idle close, so that Traefik
+    # reuses its pooled connections just as a server that closes them early does; then the same
+    # load against the chart's idle timeout, which outlives Traefik's pool.
+    steady=(--rollouts 0 --bursts 120 --burst-size 100 --burst-period 235ms..265ms --post-fraction 1 --slow-fraction 0
+            --fresh-fraction 0 --h2-fraction 0 --keepalive-conns 100 --sse-clients 0 --ws-clients 0)
+    run --label steady-idle-250ms --values e2e/values/graceful.yaml --values e2e/values/idle-250ms.yaml "${traefik[@]}" "${steady[@]}" --expect failures
+    run --label steady-default --values e2e/values/graceful.yaml "${traefik[@]}" "${steady[@]}" --expect no-failures
+    # deploy/prometheus scrapes this namespace every 30 s; the warm-up lets it scrape each pod
+    # before its rollout, as it would have scraped a pod that ran for hours.
+    slow=(--namespace scrape-30s --rollouts 1 --warmup 40s)
+    run --label scrape-30s --values e2e/values/graceful.yaml "${slow[@]}" --expect no-failures
+    run --label scrape-30s-forced --values e2e/values/forced.yaml "${slow[@]}" --expect forced \
+        --slow-fraction 0.01 --slow-ms 4000-6000
     python3 scripts/cluster shell helm test lameduck
 
 # The quick profile, the system allocator and no cluster backend: a first build in about 1.5 minutes.

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::clock::{self, Offset};
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 use crate::timeline::{ReplicaRecord, RolloutSpan, RunRecord, Transition, unix_ms};
-use crate::verdict::{self, Check, Expect, Termination};
+use crate::verdict::{self, Check, Evidence, Expect, Span, Termination};
 
 /// A little steady state after the last old replica is gone.
 const STEADY: Duration = Duration::from_secs(1);
+/// After a burst schedule's last burst is due, time for its requests.
+const BURSTS_END: Duration = Duration::from_secs(3);
 
 /// What a backend saw of its replicas during the run.
 #[derive(Debug, Default)]
@@ -22,6 +25,9 @@ pub struct Observed {
     pub routed: Vec<(u64, usize)>,
     /// Every replica transition in the order seen, if the backend follows them.
     pub transitions: Vec<Transition>,
+    /// The load generator's clock against the runner's; None when it could
+    /// not be measured.
+    pub clock: Option<Offset>,
 }
 
 /// What a backend provides to play the scenario; the sequence and its
@@ -42,6 +48,16 @@ pub trait Backend {
     /// The load while it runs, from `start_load` to `stop_load`.
     type Load;
 
+    /// The replicas the Deployment runs: each rollout must replace this many.
+    fn replicas(&self) -> usize;
+
+    /// Whether the load reaches the replicas through kube-proxy (or its
+    /// stand-in), which pins connections, rather than through a proxy that
+    /// stops routing to a terminating replica on its own.
+    fn direct(&self) -> bool {
+        true
+    }
+
     /// Starts the scenario's load against the Service.
     async fn start_load(&mut self) -> Result<Self::Load>;
 
@@ -53,10 +69,12 @@ pub trait Backend {
     ) -> impl Fn() -> (loadgen::Progress, Vec<String>) + Send + 'static;
 
     /// Starts rollout `generation` (from 1) and returns once the controller
-    /// has completed it; old replicas may still be terminating.
-    async fn roll(&mut self, generation: u32) -> Result<()>;
+    /// has completed it; old replicas may still be terminating. Returns the
+    /// replicas it replaces, as listed before it started.
+    async fn roll(&mut self, generation: u32) -> Result<Vec<String>>;
 
-    /// Returns once every replica of earlier generations is gone.
+    /// Returns once every replica `roll` replaced is gone, and what was
+    /// seen of their ends has arrived.
     async fn wait_old_gone(&mut self) -> Result<()>;
 
     /// Stops the load and returns its report. The run is over: whatever
@@ -67,8 +85,14 @@ pub trait Backend {
     fn observed(&mut self) -> Observed;
 
     /// Checks only this backend can make, after the shared ones of
-    /// [`verdict::judge`].
-    async fn checks(&mut self, terminations: &[Termination], expect: Expect) -> Result<Vec<Check>>;
+    /// [`verdict::judge`]; `run` is the whole run, `load` its report.
+    async fn checks(
+        &mut self,
+        terminations: &[Termination],
+        run: Span,
+        expect: Expect,
+        load: &loadgen::Report,
+    ) -> Result<Vec<Check>>;
 
     /// The backend's rows of the summary, before the scenario's.
     fn settings(&self) -> Vec<(String, String)>;
@@ -83,24 +107,40 @@ pub async fn run<B: Backend>(
 ) -> Result<RunRecord> {
     let load = backend.start_load().await?;
     let started_ms = unix_ms();
+    let load_started = tokio::time::Instant::now();
     let progress = Progress::spawn(backend.progress(&load));
     tokio::time::sleep(scenario.warmup).await;
-    let rollouts = roll(backend, scenario.rollouts).await?;
+    let (rollouts, old) = roll(backend, scenario.rollouts).await?;
     tokio::time::sleep(STEADY).await;
-    let report = backend.stop_load(load).await?;
+    if let Some(bursts) = scenario.bursts() {
+        // A burst schedule ends by itself: let it.
+        let done = load_started + bursts.span() + BURSTS_END;
+        tokio::time::sleep_until(done).await;
+    }
+    let mut report = backend.stop_load(load).await?;
     progress.stop();
     let finished_ms = unix_ms();
 
     let observed = backend.observed();
-    let terminations: Vec<_> = observed
-        .replicas
-        .iter()
-        .filter_map(ReplicaRecord::termination)
-        .collect();
-    let mut verdict = verdict::judge(&report, &terminations, expect, scenario.bar());
+    if let Some(offset) = observed.clock {
+        clock::to_runner(&mut report, offset);
+    }
+    let evidence = Evidence {
+        report: &report,
+        clock: observed.clock,
+        replicas: &observed.replicas,
+        old: &old,
+        expected_old: backend.replicas() * scenario.rollouts as usize,
+    };
+    let bar = scenario.bar(backend.direct());
+    let (mut verdict, terminations) = verdict::judge(&evidence, expect, bar);
+    let run = Span {
+        from_ms: started_ms,
+        to_ms: finished_ms,
+    };
     verdict
         .checks
-        .extend(backend.checks(&terminations, expect).await?);
+        .extend(backend.checks(&terminations, run, expect, &report).await?);
     let mut settings = backend.settings();
     settings.extend(scenario.settings());
     Ok(RunRecord {
@@ -119,12 +159,17 @@ pub async fn run<B: Backend>(
     })
 }
 
-/// The rollouts, one after the other, each with its span.
-async fn roll<B: Backend>(backend: &mut B, rollouts: u32) -> Result<Vec<RolloutSpan>> {
+/// The rollouts, one after the other, each with its span; and the old
+/// replicas of all of them.
+async fn roll<B: Backend>(
+    backend: &mut B,
+    rollouts: u32,
+) -> Result<(Vec<RolloutSpan>, Vec<String>)> {
     let mut spans = Vec::new();
+    let mut old = Vec::new();
     for generation in 1..=rollouts {
         let started_ms = unix_ms();
-        backend.roll(generation).await?;
+        old.extend(backend.roll(generation).await?);
         let completed_ms = unix_ms();
         backend.wait_old_gone().await?;
         spans.push(RolloutSpan {
@@ -133,7 +178,7 @@ async fn roll<B: Backend>(backend: &mut B, rollouts: u32) -> Result<Vec<RolloutS
             old_gone_ms: unix_ms(),
         });
     }
-    Ok(spans)
+    Ok((spans, old))
 }
 
 #[cfg(test)]
@@ -163,11 +208,11 @@ mod tests {
         }
     }
 
-    /// One replica of generation 0, terminated.
-    fn replica() -> ReplicaRecord {
+    /// The one replica of generation `generation`, terminated by the next rollout.
+    fn replica(generation: u32) -> ReplicaRecord {
         ReplicaRecord {
-            name: "lameduck-abc".to_owned(),
-            generation: 0,
+            name: format!("lameduck-{generation}"),
+            generation,
             started_ms: 0,
             ready_ms: Some(100),
             terminating_ms: Some(1000),
@@ -183,6 +228,10 @@ mod tests {
         const NAME: &'static str = "fake";
         type Load = ();
 
+        fn replicas(&self) -> usize {
+            1
+        }
+
         async fn start_load(&mut self) -> Result<()> {
             self.note("start_load".to_owned());
             Ok(())
@@ -195,10 +244,10 @@ mod tests {
             || (loadgen::Progress::default(), Vec::new())
         }
 
-        async fn roll(&mut self, generation: u32) -> Result<()> {
+        async fn roll(&mut self, generation: u32) -> Result<Vec<String>> {
             self.note(format!("roll {generation}"));
             tokio::time::sleep(Duration::from_secs(3)).await;
-            Ok(())
+            Ok(vec![replica(generation - 1).name])
         }
 
         async fn wait_old_gone(&mut self) -> Result<()> {
@@ -209,13 +258,14 @@ mod tests {
 
         async fn stop_load(&mut self, (): ()) -> Result<loadgen::Report> {
             self.note("stop_load".to_owned());
-            Ok(fixtures::report(&[(0, 2000, &[("lameduck-abc", 1500)])], 0))
+            Ok(fixtures::report(&[(0, 2000, &[("lameduck-0", 1500)])], 0))
         }
 
         fn observed(&mut self) -> Observed {
             self.note("observed".to_owned());
             Observed {
-                replicas: vec![replica()],
+                replicas: vec![replica(0), replica(1), replica(2)],
+                clock: Some(Offset::SAME),
                 ..Observed::default()
             }
         }
@@ -223,7 +273,9 @@ mod tests {
         async fn checks(
             &mut self,
             terminations: &[Termination],
+            _run: Span,
             expect: Expect,
+            _load: &loadgen::Report,
         ) -> Result<Vec<Check>> {
             self.note(format!("checks {} {expect:?}", terminations.len()));
             Ok(vec![Check {
@@ -261,23 +313,34 @@ mod tests {
                 (10_000, "wait_old_gone"),
                 (13_000, "stop_load"),
                 (13_000, "observed"),
-                (13_000, "checks 1 NoFailures"),
+                (13_000, "checks 2 NoFailures"),
             ]
         );
         assert_eq!((record.label.as_str(), record.backend), ("demo", "fake"));
         assert_eq!(record.expect, Expect::NoFailures);
         assert_eq!(record.rollouts.len(), 2);
-        assert_eq!(record.replicas.len(), 1);
+        assert_eq!(record.replicas.len(), 3);
         let mut settings = vec![("backend".to_owned(), "fake".to_owned())];
         settings.extend(scenario.settings());
         assert_eq!(record.settings, settings);
         // The shared checks first, then the backend's.
-        let terminations = [replica().termination().unwrap()];
-        let mut verdict = verdict::judge(
-            &record.load,
-            &terminations,
-            Expect::NoFailures,
-            scenario.bar(),
+        let old = ["lameduck-0".to_owned(), "lameduck-1".to_owned()];
+        let evidence = Evidence {
+            report: &record.load,
+            clock: Some(Offset::SAME),
+            replicas: &record.replicas,
+            old: &old,
+            expected_old: 2,
+        };
+        let (mut verdict, terminations) =
+            verdict::judge(&evidence, Expect::NoFailures, scenario.bar(true));
+        assert_eq!(terminations.len(), 2);
+        assert!(
+            verdict
+                .checks
+                .iter()
+                .any(|c| c.name == "old replicas terminated" && c.passed),
+            "{verdict}"
         );
         verdict.push("the backend's own", true, "");
         assert_eq!(record.verdict, verdict);

@@ -13,6 +13,7 @@
 // A binary crate: `pub` marks what the modules share with each other.
 #![allow(unreachable_pub)]
 
+mod clock;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod driver;
@@ -20,6 +21,7 @@ mod http;
 mod local;
 mod progress;
 mod promql;
+mod recorded;
 mod report;
 mod scenario;
 mod timeline;

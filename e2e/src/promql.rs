@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// One series of an instant query: its labels and value.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub labels: BTreeMap<String, String>,
@@ -14,7 +15,6 @@ pub struct Sample {
 }
 
 /// One series of a range selector: its labels and raw samples (Unix seconds, value).
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: BTreeMap<String, String>,
@@ -31,6 +31,7 @@ pub fn query_path(promql: &str, at: Option<f64>) -> String {
 }
 
 /// The samples of an instant query whose result is a vector.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
 pub fn vector(promql: &str, body: &[u8]) -> Result<Vec<Sample>> {
     let result: Vec<VectorItem> = result(promql, body, "vector")?;
     result
@@ -46,7 +47,6 @@ pub fn vector(promql: &str, body: &[u8]) -> Result<Vec<Sample>> {
 
 /// The series of an instant query of a range selector (`metric[5m]`): the
 /// raw samples, with the times they were scraped.
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 pub fn matrix(promql: &str, body: &[u8]) -> Result<Vec<Series>> {
     let result: Vec<MatrixItem> = result(promql, body, "matrix")?;
     result
@@ -102,13 +102,13 @@ struct Data {
     result: serde_json::Value,
 }
 
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster's proxy counts
 #[derive(Deserialize)]
 struct VectorItem {
     metric: BTreeMap<String, String>,
     value: (f64, String),
 }
 
-#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // the cluster backend reads range queries
 #[derive(Deserialize)]
 struct MatrixItem {
     metric: BTreeMap<String, String>,
@@ -145,15 +145,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_a_vector_answer() {
-        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
-            {"metric":{"replica":"r1"},"value":[1700000000.1,"2.5"]}]}}"#;
-        let samples = vector("x", body).unwrap();
-        assert_eq!(samples[0].labels["replica"], "r1");
-        assert_eq!(samples[0].value, 2.5);
-    }
-
-    #[test]
     fn parses_a_matrix_answer_and_refuses_the_wrong_kind() {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"pod":"p"},"values":[[1700000000.1,"0"],[1700000002.1,"1"]]}]}}"#;
@@ -162,10 +153,14 @@ mod tests {
             series[0].points,
             [(1_700_000_000.1, 0.0), (1_700_000_002.1, 1.0)]
         );
+        let instant = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"p"},"value":[1700000000.1,"2.5"]}]}}"#;
+        assert!(matrix("x", instant).is_err());
+        assert_eq!(vector("x", instant).unwrap()[0].value, 2.5);
         assert!(vector("x[5s]", body).is_err());
         let failed = br#"{"status":"error","error":"parse error"}"#;
         assert!(
-            vector("x", failed)
+            matrix("x[5s]", failed)
                 .unwrap_err()
                 .to_string()
                 .contains("parse error")

@@ -53,6 +53,7 @@ pub fn summary(record: &RunRecord) -> String {
     settings(&mut out, record);
     load_rows(&mut out, &record.load);
     protocol_rows(&mut out, &record.load);
+    method_rows(&mut out, &record.load);
     stream_rows(&mut out, &record.load);
     replica_rows(&mut out, record);
     failures_and_verdict(&mut out, record);
@@ -164,6 +165,35 @@ fn protocol_rows(out: &mut String, load: &loadgen::Report) {
     }
 }
 
+/// One row per method: a proxy may retry a `GET` on its own, never a `POST`.
+fn method_rows(out: &mut String, load: &loadgen::Report) {
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>8} {:>8} {:>8}  failed",
+        "per method", "sent", "ok", "resent"
+    );
+    let m = &load.methods;
+    for (name, report) in [("GET", &m.get), ("POST (body echoed)", &m.post)] {
+        let _ = writeln!(
+            out,
+            "    {:<26} {:>8} {:>8} {:>8}  {}",
+            name,
+            report.sent,
+            report.outcomes.ok,
+            report.outcomes.refused_resent,
+            failed_by_kind(&report.outcomes)
+        );
+    }
+    let origin = &load.outcomes.status_by_origin;
+    if origin.total() > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<28} application {:?}, no lameduck-replica header (a proxy's) {:?}",
+            "error statuses by origin", origin.application, origin.no_marker
+        );
+    }
+}
+
 /// One row per kind of long-lived client that ran.
 fn stream_rows(out: &mut String, load: &loadgen::Report) {
     let _ = writeln!(
@@ -199,13 +229,15 @@ fn replica_rows(out: &mut String, record: &RunRecord) {
         };
         let _ = writeln!(
             out,
-            "    {:<24} ready {:>7}  deleted {:>7}  SIGTERM {:>7}  exited {:>7}  exit {:<4} aborted {}{}",
+            "    {:<24} ready {:>7}  deleted {:>7}  SIGTERM {:>7}  exited {:>7}  exit {:<4} answered {:>6}, {:>4} after SIGTERM  aborted {}{}",
             r.name,
             since(r.ready_ms),
             since(r.terminating_ms),
             since(r.sigterm_ms),
             since(r.exited_ms),
             r.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+            record.load.answered_by.get(&r.name).copied().unwrap_or(0),
+            verdict::served_in_shutdown(&record.load, &r.name),
             r.aborted_requests.map_or("-".to_owned(), |a| a.to_string()),
             if r.killed { " (SIGKILL)" } else { "" },
         );
@@ -251,6 +283,7 @@ fn failed_by_kind(o: &loadgen::Outcomes) -> String {
         ("connect error", o.connect_error),
         ("reset", o.reset),
         ("timeout", o.timeout),
+        ("wrong echo", o.wrong_echo),
         ("other", o.other),
     ] {
         if n > 0 {

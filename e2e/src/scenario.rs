@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use loadgen::{Config, MsRange};
+use loadgen::{Bursts, Config, MsRange, PeriodRange};
 
 use crate::verdict::Bar;
 
@@ -56,6 +56,21 @@ pub struct Scenario {
     /// Slow requests take between these many milliseconds (`MIN-MAX`).
     #[arg(long, default_value = "100-800")]
     pub slow_ms: MsRange,
+    /// Share of requests that are `POST /` with a body the server echoes:
+    /// no proxy retries one, so a failure it hid from a `GET` shows here.
+    #[arg(long, default_value_t = 0.2)]
+    pub post_fraction: f64,
+    /// Bursts instead of a rate (the steady-state shape, with --rollouts 0):
+    /// this many bursts of --burst-size requests started at once, the gap
+    /// between bursts swept by --burst-period.
+    #[arg(long, requires_all = ["burst_size", "burst_period"])]
+    pub bursts: Option<u64>,
+    /// Requests per burst.
+    #[arg(long, requires = "bursts")]
+    pub burst_size: Option<usize>,
+    /// The gap between bursts, from the first to the last, e.g. 235ms..265ms.
+    #[arg(long, requires = "bursts", value_name = "FROM..TO")]
+    pub burst_period: Option<PeriodRange>,
     /// Load before the first rollout.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
@@ -71,9 +86,12 @@ impl Scenario {
     /// these: the local one in-process, the cluster one through
     /// [`Scenario::load_args`].
     pub fn load(&self, target: &str) -> Config {
+        let bursts = self.bursts();
         Config {
             rate: self.rate,
-            duration: Some(LOAD_BOUND),
+            // A burst schedule ends by itself.
+            duration: bursts.is_none().then_some(LOAD_BOUND),
+            bursts,
             keepalive_conns: self.keepalive_conns,
             fresh_fraction: self.fresh_fraction,
             h2_fraction: self.h2_fraction,
@@ -81,11 +99,23 @@ impl Scenario {
             h2_streams: self.h2_streams,
             slow_fraction: self.slow_fraction,
             slow_ms: self.slow_ms,
+            post_fraction: self.post_fraction,
             sse_clients: self.sse_clients,
             ws_clients: self.ws_clients,
             stream_interval: self.stream_interval,
             ..Config::new(target)
         }
+    }
+
+    /// The burst schedule, when the load is one.
+    pub fn bursts(&self) -> Option<Bursts> {
+        let (count, size, period) = (self.bursts?, self.burst_size?, self.burst_period?);
+        Some(Bursts {
+            count,
+            size,
+            period_from: period.from,
+            period_to: period.to,
+        })
     }
 
     /// The same settings as `loadgen` flags, for the in-cluster Job,
@@ -101,21 +131,30 @@ impl Scenario {
         args
     }
 
-    pub fn bar(&self) -> Bar {
+    /// The thresholds; `direct` when the load reaches the replicas through
+    /// kube-proxy, not through a proxy that fences terminating endpoints.
+    pub fn bar(&self, direct: bool) -> Bar {
         Bar {
             min_rate_while_terminating: self.rate * self.min_load_fraction,
+            answers_after_sigterm: direct,
         }
     }
 
     /// Settings for the summary.
     pub fn settings(&self) -> Vec<(String, String)> {
         let keepalive = self.load("-").keepalive_fraction();
+        let schedule = match self.bursts() {
+            Some(b) => format!(
+                "{} bursts of {} requests at once, {:?} to {:?} apart",
+                b.count, b.size, b.period_from, b.period_to
+            ),
+            None => format!("{}/s", self.rate),
+        };
         vec![
             (
                 "load".to_owned(),
                 format!(
-                    "{}/s: {:.0} % HTTP/1.1 keep-alive ({} pooled connections), {:.0} % HTTP/1.1 on a fresh connection each, {:.0} % HTTP/2 ({} connections x {} streams); {:.0} % slow ({}-{} ms)",
-                    self.rate,
+                    "{schedule}: {:.0} % HTTP/1.1 keep-alive ({} pooled connections), {:.0} % HTTP/1.1 on a fresh connection each, {:.0} % HTTP/2 ({} connections x {} streams); {:.0} % slow ({}-{} ms), {:.0} % POST",
                     keepalive * 100.0,
                     self.keepalive_conns,
                     self.fresh_fraction * 100.0,
@@ -124,7 +163,8 @@ impl Scenario {
                     self.h2_streams,
                     self.slow_fraction * 100.0,
                     self.slow_ms.min,
-                    self.slow_ms.max
+                    self.slow_ms.max,
+                    self.post_fraction * 100.0
                 ),
             ),
             (
@@ -235,6 +275,38 @@ pub(crate) mod tests {
         assert_flags(
             &args,
             &["--h2-conns=3", "--sse-clients=2", "--ws-clients=8"],
+        );
+    }
+
+    /// The steady-state shape reaches the Job as the load generator's own
+    /// burst flags, without a duration.
+    #[test]
+    fn a_burst_schedule_reaches_the_job() {
+        let s = Cli::parse_from([
+            "e2e",
+            "--rollouts=0",
+            "--bursts=120",
+            "--burst-size=100",
+            "--burst-period=235ms..265ms",
+            "--post-fraction=1",
+            "--slow-fraction=0",
+            "--keepalive-conns=100",
+        ])
+        .scenario;
+        let config = s.load("traefik:80");
+        config.validate().unwrap();
+        assert_eq!(config.duration, None);
+        let b = config.bursts.unwrap();
+        assert_eq!((b.count, b.size), (120, 100));
+        assert_eq!(b.period_to, Duration::from_millis(265));
+        let args = s.load_args("traefik:80", "0.0.0.0:9090");
+        assert_flags(
+            &args,
+            &["--bursts=120", "--burst-size=100", "--post-fraction=1"],
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("--duration")),
+            "{args:?}"
         );
     }
 }

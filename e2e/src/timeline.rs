@@ -32,12 +32,19 @@ pub struct ReplicaRecord {
 }
 
 impl ReplicaRecord {
-    /// The replica as the assertions see it, once it went through termination.
-    pub fn termination(&self) -> Option<Termination> {
-        Some(Termination {
+    /// The replica as the assertions see it, once it went through
+    /// termination; else what was never seen of it.
+    pub fn termination(&self) -> Result<Termination, &'static str> {
+        let terminating_ms = self.terminating_ms.ok_or("its deletion was never seen")?;
+        let exited_ms = self.exited_ms.ok_or("its exit was never seen")?;
+        if self.exit_code.is_none() {
+            return Err("its exit code was never seen");
+        }
+        Ok(Termination {
             name: self.name.clone(),
-            terminating_ms: self.terminating_ms?,
-            exited_ms: self.exited_ms?,
+            terminating_ms,
+            sigterm_ms: self.sigterm_ms,
+            exited_ms,
             killed: self.killed,
             exit_code: self.exit_code,
         })

@@ -13,6 +13,7 @@ Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage
 130 and 143 interrupted by SIGINT (Ctrl-C) and SIGTERM; an interrupted `up`
 first stops what it started.
 """
+import hashlib
 import json
 import os
 import pathlib
@@ -88,9 +89,15 @@ def _apply(directory, namespace, container, ref):
     docs = []
     for f in sorted((ROOT / "deploy" / directory).glob("*.yaml")):
         docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    # A changed ConfigMap reaches a running Deployment only through a new pod:
+    # the pod template carries a hash of everything applied.
+    digest = hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()[:16]
     for d in docs:
         if d["kind"] == "Deployment":
-            for c in d["spec"]["template"]["spec"]["containers"]:
+            template = d["spec"]["template"]
+            template.setdefault("metadata", {}).setdefault("annotations", {})[
+                "lameduck.local/applied-hash"] = digest
+            for c in template["spec"]["containers"]:
                 if c["name"] == container:
                     c["image"], c["imagePullPolicy"] = ref, "Never"
     manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})

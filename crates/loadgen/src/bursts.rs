@@ -9,6 +9,7 @@
 //! some of those reuses land just as the server closes the connection.
 
 use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,36 @@ impl Bursts {
             ));
         }
         Ok(())
+    }
+}
+
+/// `--burst-period`: `FROM..TO`, or one duration for both; humantime each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodRange {
+    /// The first gap.
+    pub from: Duration,
+    /// The last gap.
+    pub to: Duration,
+}
+
+impl FromStr for PeriodRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let one = |t: &str| {
+            humantime::parse_duration(t.trim())
+                .map_err(|e| format!("{t:?} is not a duration (FROM..TO, e.g. 940ms..1060ms): {e}"))
+        };
+        match s.split_once("..") {
+            Some((from, to)) => Ok(Self {
+                from: one(from)?,
+                to: one(to)?,
+            }),
+            None => {
+                let d = one(s)?;
+                Ok(Self { from: d, to: d })
+            }
+        }
     }
 }
 

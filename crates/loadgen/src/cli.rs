@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use humantime::Duration;
-use loadgen::{Bursts, Config, MsRange};
+use loadgen::{Bursts, Config, MsRange, PeriodRange};
 
 fn defaults() -> Config {
     Config::new("")
@@ -244,34 +243,6 @@ impl Args {
             drain_timeout: self.drain_timeout.into(),
             error_samples: self.error_samples,
             seed: self.seed,
-        }
-    }
-}
-
-/// `--burst-period`: `FROM..TO`, or one duration for both; humantime each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PeriodRange {
-    from: std::time::Duration,
-    to: std::time::Duration,
-}
-
-impl FromStr for PeriodRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let one = |t: &str| {
-            humantime::parse_duration(t.trim())
-                .map_err(|e| format!("{t:?} is not a duration (FROM..TO, e.g. 940ms..1060ms): {e}"))
-        };
-        match s.split_once("..") {
-            Some((from, to)) => Ok(Self {
-                from: one(from)?,
-                to: one(to)?,
-            }),
-            None => {
-                let d = one(s)?;
-                Ok(Self { from: d, to: d })
-            }
         }
     }
 }

@@ -39,7 +39,7 @@ mod stats;
 mod streams;
 mod worker;
 
-pub use bursts::{BURST_PERIOD_RANGE, Bursts, MAX_BURST_SIZE, MAX_BURSTS};
+pub use bursts::{BURST_PERIOD_RANGE, Bursts, MAX_BURST_SIZE, MAX_BURSTS, PeriodRange};
 pub use config::{
     Config, ConfigError, DEFAULT_H2_CONNS, DEFAULT_H2_STREAMS, MAX_IN_FLIGHT, MAX_RATE,
     MAX_STREAM_CLIENTS, MAX_WORK_MS, MsRange, STREAM_INTERVAL_RANGE,

@@ -16,6 +16,10 @@ use kube::runtime::watcher::Event;
 use serde::Serialize;
 
 use crate::timeline::{ReplicaRecord, Transition};
+use crate::verdict::{Expect, Termination, Verdict};
+
+/// How far the watch may be behind the API's deletion time (whole seconds).
+const DELETION_SEEN_WITHIN_MS: u64 = 2_000;
 
 /// What scraping a terminating pod's `/metrics` through the pod proxy showed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -23,6 +27,26 @@ pub struct ShutdownSample {
     pub scrapes: u32,
     pub highest_phase: f64,
     pub duration_seconds: f64,
+}
+
+/// The server's own account of its shutdown: the container's termination
+/// message, which `lameduck --termination-log` writes at exit (the chart
+/// points it at Kubernetes' `/dev/termination-log`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct Account {
+    /// `clean` or `forced`.
+    pub outcome: String,
+    /// When the signal came, on the pod's node's clock.
+    pub signal_unix_ms: u64,
+    /// From the signal to the end of the shutdown.
+    pub duration_ms: u64,
+    /// Requests completed during the shutdown.
+    pub completed: u64,
+    pub aborted: u64,
+    pub aborted_upgraded: u64,
+    /// How long it waited for its final scrape.
+    #[serde(default)]
+    pub linger_ms: u64,
 }
 
 /// Everything seen of one pod.
@@ -38,16 +62,14 @@ pub struct Seen {
     /// The watch delivered the container's terminated state.
     pub exited_ms: Option<u64>,
     pub exit_code: Option<i32>,
+    /// Its termination message, when it wrote one.
+    pub account: Option<Account>,
     /// The pod object was deleted (or missing from a relist).
     pub gone_ms: Option<u64>,
     pub shutdown: ShutdownSample,
 }
 
 impl Seen {
-    pub fn terminating(&self) -> bool {
-        self.deleted_ms.is_some() && self.gone_ms.is_none()
-    }
-
     pub fn state(&self) -> &'static str {
         match (self.deleted_ms, self.ready_ms) {
             (Some(_), _) => "Terminating",
@@ -144,10 +166,11 @@ impl Pods {
             deleted.push(name.clone());
         }
         if seen.exited_ms.is_none()
-            && let Some(code) = exit_code(pod)
+            && let Some((code, message)) = terminated(pod)
         {
             seen.exited_ms = Some(now_ms);
             seen.exit_code = Some(code);
+            seen.account = message.and_then(|m| serde_json::from_str(m.trim()).ok());
             changes.push(format!("container terminated, exit code {code}"));
         }
         for change in changes {
@@ -163,14 +186,6 @@ impl Pods {
             seen.gone_ms = Some(now_ms);
             self.note(now_ms, name, "gone".to_owned());
         }
-    }
-
-    /// Pods that are being deleted and still there.
-    pub fn terminating(&self) -> impl Iterator<Item = &str> {
-        self.seen
-            .iter()
-            .filter(|(_, s)| s.terminating())
-            .map(|(n, _)| n.as_str())
     }
 
     /// Pods that are ready and not being deleted.
@@ -190,16 +205,54 @@ impl Pods {
                 started_ms: s.first_seen_ms,
                 ready_ms: s.ready_ms,
                 terminating_ms: s.deleted_ms,
-                // The kubelet's SIGTERM is not visible from the API server.
-                sigterm_ms: None,
-                // When the terminated state never showed, the pod's removal
-                // still bounds the termination; its exit code stays unknown.
-                exited_ms: s.exited_ms.or(s.gone_ms),
+                // The kubelet's SIGTERM is not visible from the API server;
+                // the server says when it came (on its node's clock).
+                sigterm_ms: s.account.as_ref().map(|a| a.signal_unix_ms),
+                // Only the container's terminated state is an exit: a pod
+                // that went without showing one stays unknown, and fails.
+                exited_ms: s.exited_ms,
                 exit_code: s.exit_code,
                 killed: s.exit_code == Some(137),
-                aborted_requests: None,
+                aborted_requests: s.account.as_ref().map(|a| a.aborted),
             })
             .collect()
+    }
+}
+
+/// What the watch and the pod proxy showed of each terminated pod.
+pub fn check(pods: &Pods, terminations: &[Termination], expect: Expect, verdict: &mut Verdict) {
+    for t in terminations {
+        let Some(seen) = pods.seen.get(&t.name) else {
+            continue;
+        };
+        // DeletionTimestamp − grace is the deletion request's time, truncated
+        // to whole seconds; the watch must have seen it soon after.
+        let lag = seen
+            .deleted_ms
+            .zip(seen.deleted_api_ms)
+            .map(|(seen_ms, api_ms)| seen_ms as i64 - api_ms as i64);
+        verdict.push(
+            format!("{}'s deletion was seen as it happened", t.name),
+            lag.is_some_and(|l| (0..=DELETION_SEEN_WITHIN_MS as i64).contains(&l)),
+            match lag {
+                Some(l) => format!(
+                    "the watch saw it {l} ms after the API's deletion time (whole seconds), at most {DELETION_SEEN_WITHIN_MS} ms allowed"
+                ),
+                None => "unknown: the deletion time was not seen".to_owned(),
+            },
+        );
+        if expect != Expect::NoFailures {
+            continue;
+        }
+        let s = seen.shutdown;
+        verdict.push(
+            format!("{} showed its shutdown on /metrics through the pod proxy", t.name),
+            s.highest_phase >= 1.0 && s.duration_seconds > 0.0,
+            format!(
+                "{} scrapes, highest lameduck_shutdown_phase {}, last lameduck_shutdown_duration_seconds {:.3}",
+                s.scrapes, s.highest_phase, s.duration_seconds
+            ),
+        );
     }
 }
 
@@ -210,14 +263,18 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The exit code of the pod's (only) container, once it has terminated.
-fn exit_code(pod: &Pod) -> Option<i32> {
+/// The exit code and termination message of the pod's (only) container,
+/// once it has terminated.
+fn terminated(pod: &Pod) -> Option<(i32, Option<&str>)> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find_map(|c| Some(c.state.as_ref()?.terminated.as_ref()?.exit_code))
+        .find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            Some((t.exit_code, t.message.as_deref()))
+        })
 }
 
 #[cfg(test)]
@@ -236,11 +293,15 @@ mod tests {
         if let Some(code) = exit {
             p["status"]["containerStatuses"] = serde_json::json!([{
                 "name": "lameduck", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": code}}
+                "state": {"terminated": {"exitCode": code, "message": MESSAGE}}
             }]);
         }
         serde_json::from_value(p).unwrap()
     }
+
+    /// What `lameduck --termination-log` writes.
+    const MESSAGE: &str = r#"{"outcome":"clean","signal_unix_ms":8000,"duration_ms":560,"completed":31,"aborted":0,"aborted_upgraded":0,"linger_ms":310,"scrapers":[{"address":"10.0.0.9","scraped":true}],"scrapers_not_listed":0}
+"#;
 
     #[test]
     fn follows_a_pod_from_ready_to_gone_at_the_moments_the_watch_saw() {
@@ -255,7 +316,6 @@ mod tests {
         let deleted = pods.apply(Event::Apply(pod("a", true, deleting, None)), 3_000, 1);
         assert_eq!(deleted, ["a"]);
         pods.apply(Event::Apply(pod("b", true, None, None)), 3_100, 1);
-        assert_eq!(pods.terminating().collect::<Vec<_>>(), ["a"]);
         assert_eq!(pods.serving(), 1);
         pods.apply(Event::Apply(pod("a", false, deleting, Some(0))), 8_600, 1);
         // The kubelet's final delete: grace 0, the deadline now in the past.
@@ -273,6 +333,12 @@ mod tests {
             (record.terminating_ms, record.exited_ms),
             (Some(3_000), Some(8_600))
         );
+        // The server's own account: when SIGTERM came, what it cut off.
+        assert_eq!(
+            (record.sigterm_ms, record.aborted_requests),
+            (Some(8_000), Some(0))
+        );
+        assert_eq!(a.account.as_ref().unwrap().completed, 31);
         let changes: Vec<_> = pods.transitions.iter().map(|t| t.change.as_str()).collect();
         assert_eq!(
             changes,
@@ -308,5 +374,9 @@ mod tests {
         assert_eq!(pods.seen["a"].gone_ms, Some(5_020));
         assert_eq!(pods.seen["a"].exit_code, None);
         assert_eq!(pods.seen["b"].gone_ms, None);
+        // Its record says so, and the verdict cannot take it for a termination.
+        let a = pods.records().into_iter().find(|r| r.name == "a").unwrap();
+        assert_eq!(a.exited_ms, None);
+        assert_eq!(a.termination(), Err("its deletion was never seen"));
     }
 }

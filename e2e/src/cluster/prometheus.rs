@@ -1,25 +1,25 @@
 //! The cluster's own Prometheus (`deploy/prometheus/`, pod-role discovery),
-//! asked through the API server's Service proxy what it scraped from each
-//! server pod while that pod terminated. Endpoint-role discovery (a
-//! ServiceMonitor) would have dropped the pod at its deletion: no sample
-//! would fall inside the window.
+//! asked through the API server's Service proxy. Endpoint-role discovery (a
+//! ServiceMonitor) would have dropped a pod at its deletion: no sample would
+//! fall inside its termination.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kube::Client;
 
-use super::api::Proxy;
+use super::api;
 use crate::promql::{self, Sample, Series};
-use crate::verdict::{Termination, Verdict};
+use crate::recorded::Ask;
+use crate::verdict::{Check, Span};
 
 /// Longer than deploy/prometheus's 2 s scrape interval, so that the last
 /// scrapes of the run have landed before the questions are asked.
-const SETTLE: Duration = Duration::from_secs(5);
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Prometheus {
-    proxy: Proxy,
+    proxy: api::Proxy,
 }
 
 impl Prometheus {
@@ -29,96 +29,156 @@ impl Prometheus {
             .split_once('/')
             .context("--prometheus must be namespace/service:port")?;
         Ok(Self {
-            proxy: Proxy::service(client, ns, service),
+            proxy: api::Proxy::service(client, ns, service),
+        })
+    }
+}
+
+impl Prometheus {
+    async fn ask(&self, promql: &str, at_s: f64) -> Result<String> {
+        self.proxy
+            .get(&promql::query_path(promql, Some(at_s)))
+            .await
+            .with_context(|| format!("cannot ask Prometheus {promql:?}"))
+    }
+
+    /// An instant query evaluated at `at_s` (Unix seconds).
+    pub async fn vector(&self, promql: &str, at_s: f64) -> Result<Vec<Sample>> {
+        promql::vector(promql, self.ask(promql, at_s).await?.as_bytes())
+    }
+
+    /// The sum of `promql`'s series at `at_s`; 0 when there is none yet.
+    async fn sum_at(&self, promql: &str, at_s: f64) -> Result<f64> {
+        Ok(self
+            .vector(&format!("sum({promql})"), at_s)
+            .await?
+            .first()
+            .map_or(0.0, |s| s.value))
+    }
+}
+
+impl Ask for Prometheus {
+    async fn matrix(&self, promql: &str, at_s: f64) -> Result<Vec<Series>> {
+        promql::matrix(promql, self.ask(promql, at_s).await?.as_bytes())
+    }
+}
+
+/// A proxy in front of the release whose own metrics count what it
+/// answered: a second count of the failures, independent of the load
+/// generator's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proxy {
+    /// Traefik with `--metrics.prometheus.addServicesLabels`
+    /// (`traefik_service_requests_total` by service and code).
+    Traefik,
+}
+
+/// Requests a proxy answered for the release during the run: all, and 5xx.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxyCount {
+    pub requests: f64,
+    pub server_errors: f64,
+}
+
+impl Proxy {
+    /// What the proxy counted for the release's Service during `run`, from
+    /// the difference of its counters just before and after (a counter
+    /// that appears during the run started from zero).
+    pub async fn count(
+        self,
+        prometheus: &Prometheus,
+        ns: &str,
+        release: &str,
+        run: Span,
+    ) -> Result<ProxyCount> {
+        let Proxy::Traefik = self;
+        // Traefik names a Kubernetes Ingress backend `<ns>-<service>-<port>@kubernetes`.
+        let service = format!("service=~\"{ns}-{release}-[^@]*@kubernetes\"");
+        let all = format!("traefik_service_requests_total{{{service}}}");
+        let errors = format!("traefik_service_requests_total{{{service},code=~\"5..\"}}");
+        let (before, after) = (run.from_ms as f64 / 1e3 - 1.0, run.to_ms as f64 / 1e3);
+        Ok(ProxyCount {
+            requests: prometheus.sum_at(&all, after).await?
+                - prometheus.sum_at(&all, before).await?,
+            server_errors: prometheus.sum_at(&errors, after).await?
+                - prometheus.sum_at(&errors, before).await?,
         })
     }
 
-    async fn ask(&self, promql: &str, at: Option<f64>) -> Result<Vec<u8>> {
-        let body = self
-            .proxy
-            .get(&promql::query_path(promql, at))
-            .await
-            .with_context(|| format!("cannot ask Prometheus {promql:?}"))?;
-        Ok(body.into_bytes())
-    }
-
-    pub async fn vector(&self, promql: &str) -> Result<Vec<Sample>> {
-        promql::vector(promql, &self.ask(promql, None).await?)
-    }
-
-    pub async fn matrix(&self, promql: &str, at: f64) -> Result<Vec<Series>> {
-        promql::matrix(promql, &self.ask(promql, Some(at)).await?)
+    /// The proxy's count of 5xx agrees with the load generator's.
+    pub async fn count_check(
+        self,
+        prometheus: &Prometheus,
+        ns: &str,
+        release: &str,
+        run: Span,
+        load: &loadgen::Report,
+    ) -> Result<Check> {
+        let count = self.count(prometheus, ns, release, run).await?;
+        Ok(count_check(self, count, load))
     }
 }
 
-/// Requests in flight were scraped, and every terminated pod was scraped
-/// between its deletion and its exit.
-pub async fn check(
-    prometheus: &Prometheus,
-    terminations: &[Termination],
-    verdict: &mut Verdict,
-) -> Result<()> {
-    tokio::time::sleep(SETTLE).await;
-    let in_flight = prometheus
-        .vector("max(max_over_time(http_server_active_requests[1h]))")
-        .await?;
-    let peak = in_flight.first().map_or(0.0, |s| s.value);
-    verdict.push(
-        "Prometheus saw requests in flight",
-        peak > 0.0,
-        format!("max http_server_active_requests = {peak}"),
-    );
-    for t in terminations {
-        let window_s = (t.exited_ms.saturating_sub(t.terminating_ms) / 1000) + 2;
-        let at = t.exited_ms as f64 / 1e3 + 0.5;
-        let promql = format!("lameduck_shutdown_phase{{pod=\"{}\"}}[{window_s}s]", t.name);
-        let series = prometheus.matrix(&promql, at).await?;
-        let inside = during(&series, t);
-        let highest = inside
-            .iter()
-            .map(|(_, v)| *v)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-        verdict.push(
-            format!("Prometheus scraped {} while it terminated", t.name),
-            !inside.is_empty(),
-            format!(
-                "{} samples of lameduck_shutdown_phase between its deletion and its exit ({:.1} s), highest phase {}",
-                inside.len(),
-                (t.exited_ms.saturating_sub(t.terminating_ms)) as f64 / 1e3,
-                highest.map_or("-".to_owned(), |p| p.to_string())
-            ),
-        );
-    }
-    Ok(())
-}
-
-/// The samples scraped within the termination window.
-fn during(series: &[Series], t: &Termination) -> Vec<(f64, f64)> {
-    let (from, to) = (t.terminating_ms as f64 / 1e3, t.exited_ms as f64 / 1e3);
-    series
+/// The load generator's 5xx: requests answered with one (from whichever
+/// origin), and long-lived streams refused with a status.
+fn loadgen_server_errors(load: &loadgen::Report) -> u64 {
+    let requests: u64 = load
+        .outcomes
+        .status
         .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .filter(|(at, _)| (from..=to).contains(at))
-        .collect()
+        .filter(|(code, _)| **code >= 500)
+        .map(|(_, n)| n)
+        .sum();
+    requests + load.streams.sse.failures.status + load.streams.ws.failures.status
+}
+
+fn count_check(proxy: Proxy, count: ProxyCount, load: &loadgen::Report) -> Check {
+    let ours = loadgen_server_errors(load);
+    let origin = &load.outcomes.status_by_origin;
+    Check {
+        name: format!("{proxy:?}'s own count of 5xx agrees with the load generator's"),
+        passed: count.requests > 0.0 && count.server_errors == ours as f64,
+        detail: if count.requests <= 0.0 {
+            format!("unknown: {proxy:?} counted no request for the release during the run")
+        } else {
+            format!(
+                "{proxy:?} answered {:.0} requests for the release, {:.0} of them 5xx; the load generator saw {ours} 5xx (without the application's marker: {:?}; from the application: {:?}; timeouts {})",
+                count.requests,
+                count.server_errors,
+                origin.no_marker,
+                origin.application,
+                load.outcomes.timeout
+            )
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::fixtures::report;
 
     #[test]
-    fn only_samples_inside_the_termination_window_count() {
-        let t = Termination {
-            name: "p".to_owned(),
-            terminating_ms: 10_000,
-            exited_ms: 15_500,
-            killed: false,
-            exit_code: Some(0),
+    fn the_proxy_s_count_must_match_the_load_generator_s() {
+        let mut load = report(&[(0, 100, &[])], 0);
+        load.outcomes.status.insert(502, 3);
+        load.outcomes.status.insert(404, 1);
+        load.streams.ws.failures.status = 1;
+        let agree = ProxyCount {
+            requests: 120.0,
+            server_errors: 4.0,
         };
-        let series = [Series {
-            labels: Default::default(),
-            points: vec![(8.0, 0.0), (10.5, 0.0), (14.9, 2.0), (16.0, 3.0)],
-        }];
-        assert_eq!(during(&series, &t), [(10.5, 0.0), (14.9, 2.0)]);
+        assert!(count_check(Proxy::Traefik, agree, &load).passed);
+        let more = ProxyCount {
+            server_errors: 6.0,
+            ..agree
+        };
+        assert!(!count_check(Proxy::Traefik, more, &load).passed);
+        let none = ProxyCount {
+            requests: 0.0,
+            server_errors: 0.0,
+        };
+        let c = count_check(Proxy::Traefik, none, &report(&[(0, 100, &[])], 0));
+        assert!(!c.passed && c.detail.starts_with("unknown"), "{}", c.detail);
     }
 }

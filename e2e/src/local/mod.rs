@@ -17,10 +17,12 @@ use loadgen::LoadGen;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::clock::Offset;
 use crate::driver::{self, Backend, Observed};
+use crate::recorded::{self, Scope};
 use crate::scenario::Scenario;
 use crate::timeline::{ReplicaRecord, RunRecord, unix_ms};
-use crate::verdict::{Check, Expect, Termination, Verdict};
+use crate::verdict::{Check, Expect, Span, Termination, Verdict};
 use crate::workload::Workload;
 use prometheus::Prometheus;
 use proxy::ServiceProxy;
@@ -161,6 +163,10 @@ impl Backend for Cluster {
     const NAME: &'static str = "local";
     type Load = Load;
 
+    fn replicas(&self) -> usize {
+        self.workload.replicas as usize
+    }
+
     async fn start_load(&mut self) -> Result<Load> {
         let load = LoadGen::new(self.args.scenario.load(&self.proxy.addr.to_string())).await?;
         let handle = load.handle();
@@ -198,8 +204,9 @@ impl Backend for Cluster {
         }
     }
 
-    async fn roll(&mut self, generation: u32) -> Result<()> {
+    async fn roll(&mut self, generation: u32) -> Result<Vec<String>> {
         let old = std::mem::take(&mut self.active);
+        let names = old.iter().map(|r| r.name.clone()).collect();
         // maxSurge 1, maxUnavailable 0: one new replica, available, then one
         // old replica deleted; the controller does not wait for it to exit.
         for (index, replica) in old.into_iter().enumerate() {
@@ -207,7 +214,7 @@ impl Backend for Cluster {
             tokio::time::sleep(self.workload.min_ready).await;
             self.delete(replica);
         }
-        Ok(())
+        Ok(names)
     }
 
     async fn wait_old_gone(&mut self) -> Result<()> {
@@ -233,13 +240,39 @@ impl Backend for Cluster {
                 .collect(),
             routed: std::mem::take(&mut *self.routed.lock().unwrap()),
             transitions: Vec::new(),
+            // The load generator runs in this process.
+            clock: Some(Offset::SAME),
         }
     }
 
-    async fn checks(&mut self, terminations: &[Termination], expect: Expect) -> Result<Vec<Check>> {
+    async fn checks(
+        &mut self,
+        terminations: &[Termination],
+        run: Span,
+        expect: Expect,
+        _load: &loadgen::Report,
+    ) -> Result<Vec<Check>> {
         let mut verdict = Verdict::default();
-        if expect == Expect::NoFailures {
-            check_prometheus(&self.prometheus, terminations, &mut verdict).await?;
+        if let Some(outcome) = expect.outcome() {
+            // Let the last scrapes land.
+            tokio::time::sleep(prometheus::SCRAPE_INTERVAL * 3).await;
+            let names: Vec<String> = self
+                .tracked
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
+            let scope = Scope::replicas(&names);
+            recorded::check(
+                &self.prometheus,
+                &scope,
+                terminations,
+                run,
+                outcome,
+                &mut verdict,
+            )
+            .await?;
         }
         Ok(verdict.checks)
     }
@@ -294,47 +327,4 @@ fn record_of(tracked: &Tracked, events: &Events) -> ReplicaRecord {
         killed: events.killed,
         aborted_requests: events.aborted_requests,
     }
-}
-
-/// What Prometheus must have recorded: requests in flight during the
-/// rollout, and a shutdown duration from every terminated replica (scraped
-/// while it shut down, as pod-role discovery allows).
-async fn check_prometheus(
-    prometheus: &Prometheus,
-    terminations: &[Termination],
-    verdict: &mut Verdict,
-) -> Result<()> {
-    // Let the last scrapes land.
-    tokio::time::sleep(prometheus::SCRAPE_INTERVAL * 3).await;
-    let in_flight = prometheus
-        .query("max(max_over_time(http_server_active_requests[1h]))")
-        .await?;
-    let peak = in_flight.first().map_or(0.0, |s| s.value);
-    verdict.push(
-        "Prometheus saw requests in flight",
-        peak > 0.0,
-        format!("max http_server_active_requests = {peak}"),
-    );
-    for t in terminations {
-        let duration = prometheus
-            .query(&format!(
-                "max_over_time(lameduck_shutdown_duration_seconds{{replica=\"{}\"}}[1h])",
-                t.name
-            ))
-            .await?;
-        let phase = prometheus
-            .query(&format!(
-                "max_over_time(lameduck_shutdown_phase{{replica=\"{}\"}}[1h])",
-                t.name
-            ))
-            .await?;
-        let seconds = duration.first().map_or(0.0, |s| s.value);
-        let phase = phase.first().map_or(0.0, |s| s.value);
-        verdict.push(
-            format!("Prometheus recorded {}'s shutdown", t.name),
-            seconds > 0.0 && phase >= 1.0,
-            format!("last lameduck_shutdown_duration_seconds {seconds:.3}, highest phase {phase}"),
-        );
-    }
-    Ok(())
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-use crate::promql::{self, Sample};
+use crate::promql::{self, Series};
+use crate::recorded::Ask;
 
 /// Scrape often enough to catch a shutdown that lasts a few hundred
 /// milliseconds (the chart's defaults, with the preStop sleep before SIGTERM).
@@ -90,10 +91,12 @@ impl Prometheus {
         std::fs::rename(&partial, &self.targets)?;
         Ok(())
     }
+}
 
-    /// An instant PromQL query.
-    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>> {
-        let (_, body) = crate::http::get(self.addr, &promql::query_path(promql, None)).await?;
-        promql::vector(promql, &body)
+impl Ask for Prometheus {
+    async fn matrix(&self, promql: &str, at_s: f64) -> Result<Vec<Series>> {
+        let (_, body) =
+            crate::http::get(self.addr, &promql::query_path(promql, Some(at_s))).await?;
+        promql::matrix(promql, &body)
     }
 }

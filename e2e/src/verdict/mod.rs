@@ -4,8 +4,11 @@ pub mod streams;
 
 use std::fmt;
 
-use loadgen::{ModeReport, Outcomes, Report};
+use loadgen::{ModeReport, Outcomes, Report, SecondFailures};
 use serde::{Deserialize, Serialize};
+
+use crate::clock::{self, Offset};
+use crate::timeline::ReplicaRecord;
 
 /// What a run is expected to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -22,6 +25,51 @@ pub enum Expect {
     /// than a broken shutdown (routers slower than the preStop), where pooled
     /// HTTP/2 connections, which move only on GOAWAY, may all come through.
     FailuresAnyProtocol,
+    /// Requests longer than the shutdown timeout: every old replica must cut
+    /// them off, exit 1, and say so in its metrics (outcome forced, aborted
+    /// requests counted), so that a dashboard shows the case that matters.
+    Forced,
+}
+
+impl Expect {
+    /// How each old replica's shutdown must end.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Expect::NoFailures => Some(Outcome::Clean),
+            Expect::Forced => Some(Outcome::Forced),
+            Expect::Failures | Expect::FailuresAnyProtocol => None,
+        }
+    }
+}
+
+/// How a replica's shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything finished: phase 3, exit 0, nothing aborted.
+    Clean,
+    /// The timeout cut what was left: phase 4, exit 1, aborted counted.
+    Forced,
+}
+
+/// A stretch of the run, in Unix milliseconds on the runner's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub from_ms: u64,
+    pub to_ms: u64,
+}
+
+impl Span {
+    /// `by` more at each end.
+    pub fn widened(self, by: u64) -> Span {
+        Span {
+            from_ms: self.from_ms.saturating_sub(by),
+            to_ms: self.to_ms.saturating_add(by),
+        }
+    }
+
+    pub fn seconds(self) -> f64 {
+        self.to_ms.saturating_sub(self.from_ms) as f64 / 1e3
+    }
 }
 
 /// One terminated replica, as the assertions need it (Unix milliseconds).
@@ -30,6 +78,8 @@ pub struct Termination {
     pub name: String,
     /// Pod deleted: preStop started, endpoint removal on its way.
     pub terminating_ms: u64,
+    /// The process got SIGTERM, when the backend knows.
+    pub sigterm_ms: Option<u64>,
     /// Process gone.
     pub exited_ms: u64,
     /// SIGKILL was needed.
@@ -82,6 +132,13 @@ pub struct Bar {
     /// Requests per second that must have been sent while each old replica
     /// terminated.
     pub min_rate_while_terminating: f64,
+    /// Each old replica must have answered after its SIGTERM. True when the
+    /// load reaches the replicas through kube-proxy, which pins a connection
+    /// to its replica until the server closes it; false through a proxy that
+    /// stops routing to a terminating endpoint on its own (an ingress
+    /// controller fences it during the preStop: nothing is left to reach it
+    /// after SIGTERM, and that is the point of the preStop).
+    pub answers_after_sigterm: bool,
 }
 
 /// One of the ways the load sends requests, as the report splits them.
@@ -121,7 +178,7 @@ pub fn protocols(report: &Report) -> [Protocol<'_>; 3] {
 /// every load check shows.
 fn breakdown(sent: u64, o: &Outcomes) -> String {
     format!(
-        "{sent} sent, {} ok, {} refused unprocessed and resent, {} failed (status {:?}, connect refused {}, connect error {}, reset {}, timeout {}, other {}), {} cut off by the load generator's stop",
+        "{sent} sent, {} ok, {} refused unprocessed and resent, {} failed (status {:?}, connect refused {}, connect error {}, reset {}, timeout {}, wrong echo {}, other {}), {} cut off by the load generator's stop",
         o.ok,
         o.refused_resent,
         o.failures(),
@@ -130,6 +187,7 @@ fn breakdown(sent: u64, o: &Outcomes) -> String {
         o.connect_error,
         o.reset,
         o.timeout,
+        o.wrong_echo,
         o.other,
         o.aborted,
     )
@@ -144,11 +202,55 @@ fn unknown(p: &Protocol<'_>) -> String {
     )
 }
 
-/// The load checks: no failed request on any protocol, or, for a negative
-/// control, failures, HTTP/2 ones among them (any failures for
+/// After a replica exits, routers may still send it new connections until
+/// its endpoint removal reaches them, and long-lived clients reconnect: its
+/// failures land this long after its exit at most.
+pub const AFTERMATH_MS: u64 = 3_000;
+
+/// Where a negative control's failures must be: inside the terminations'
+/// windows, from each deletion to its exit plus [`AFTERMATH_MS`].
+pub fn windows(terminations: &[Termination]) -> Vec<Span> {
+    terminations
+        .iter()
+        .map(|t| Span {
+            from_ms: t.terminating_ms,
+            to_ms: t.exited_ms + AFTERMATH_MS,
+        })
+        .collect()
+}
+
+/// The run's failures split by where they were observed: in a second that
+/// overlaps one of `windows`, or elsewhere (a start-up error, say).
+pub fn located(report: &Report, windows: &[Span]) -> (SecondFailures, SecondFailures) {
+    let (mut inside, mut outside) = (SecondFailures::default(), SecondFailures::default());
+    for second in &report.timeline {
+        let overlaps = windows
+            .iter()
+            .any(|w| second.t_unix_ms < w.to_ms && second.t_unix_ms + 1000 > w.from_ms);
+        let into = if overlaps { &mut inside } else { &mut outside };
+        let f = &second.failures;
+        into.keepalive += f.keepalive;
+        into.fresh += f.fresh;
+        into.http2 += f.http2;
+        into.get += f.get;
+        into.post += f.post;
+        into.sse += f.sse;
+        into.ws += f.ws;
+    }
+    (inside, outside)
+}
+
+/// The load checks: no failed request on any protocol or method, or, for a
+/// negative control, failures inside the terminations' windows on every
+/// protocol and method the load used (on any one of them for
 /// [`Expect::FailuresAnyProtocol`]).
-fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
-    let protocols = protocols(report);
+fn judge_load(report: &Report, expect: Expect, windows: &[Span], verdict: &mut Verdict) {
+    // A steady-state run has no termination: its one window is the run.
+    let (place, during) = if windows.iter().any(|w| w.to_ms == u64::MAX) {
+        ("during the run", "during the run")
+    } else {
+        ("inside the terminations", "while a replica terminated")
+    };
     let overall = format!(
         "{}, {} never started",
         breakdown(report.sent, &report.outcomes),
@@ -160,7 +262,8 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
             let requests_clean =
                 report.failures == 0 && report.outcomes.aborted == 0 && report.not_started == 0;
             verdict.push("no failed request", requests_clean, overall);
-            for p in &protocols {
+            // A protocol the mix gives no share is not judged.
+            for p in protocols(report).iter().filter(|p| p.share > 0.0) {
                 let (sent, o) = (p.report.sent, &p.report.outcomes);
                 verdict.push(
                     format!("no failed request over {}", p.name),
@@ -172,80 +275,200 @@ fn judge_load(report: &Report, expect: Expect, verdict: &mut Verdict) {
                     },
                 );
             }
+            judge_posts(report, verdict);
         }
-        Expect::Failures | Expect::FailuresAnyProtocol => {
-            let per_protocol: Vec<String> = protocols
+        Expect::Failures | Expect::FailuresAnyProtocol | Expect::Forced => {
+            let (inside, outside) = located(report, windows);
+            let c = &report.config;
+            // (name, failed inside, sent, its share of the load)
+            let ways = [
+                (
+                    "HTTP/1.1 keep-alive",
+                    inside.keepalive,
+                    report.modes.keepalive.sent,
+                    c.keepalive_fraction(),
+                ),
+                (
+                    "HTTP/1.1 fresh connections",
+                    inside.fresh,
+                    report.modes.fresh.sent,
+                    c.fresh_fraction,
+                ),
+                (
+                    "HTTP/2",
+                    inside.http2,
+                    report.modes.http2.sent,
+                    c.h2_fraction,
+                ),
+                (
+                    "GET",
+                    inside.get,
+                    report.methods.get.sent,
+                    1.0 - c.post_fraction,
+                ),
+                (
+                    "POST",
+                    inside.post,
+                    report.methods.post.sent,
+                    c.post_fraction,
+                ),
+            ];
+            let split: Vec<String> = ways
                 .iter()
-                .map(|p| format!("{} {}", p.name, p.report.outcomes.failures()))
+                .map(|(name, n, _, _)| format!("{name} {n}"))
                 .collect();
+            let requests_inside = inside.requests();
             verdict.push(
-                "failed requests, as expected",
-                report.failures > 0,
+                format!("failed requests {place}, as expected"),
+                requests_inside > 0,
                 format!(
-                    "{overall}; failed per protocol: {}",
-                    per_protocol.join(", ")
+                    "{requests_inside} failed {during} ({}); {} failed elsewhere, not counted; over the run: {overall}",
+                    split.join(", "),
+                    outside.requests()
                 ),
             );
-            if expect == Expect::FailuresAnyProtocol {
+            if expect != Expect::Failures {
                 return;
             }
-            let [.., h2] = &protocols;
-            let (sent, o) = (h2.report.sent, &h2.report.outcomes);
-            verdict.push(
-                "failed HTTP/2 requests, as expected",
-                o.failures() > 0,
-                if sent == 0 {
-                    format!(
-                        "{}: the suite cannot show it would catch an HTTP/2 loss",
-                        unknown(h2)
-                    )
-                } else if o.failures() == 0 {
-                    format!(
-                        "none of {sent} HTTP/2 requests failed ({} ok, {} refused unprocessed and resent): the suite cannot show it would catch an HTTP/2 loss",
-                        o.ok, o.refused_resent
-                    )
-                } else {
-                    breakdown(sent, o)
-                },
-            );
+            // Each switch the negative control turns off has its failure on
+            // every protocol and method: one that shows none would let its
+            // loss go unseen.
+            for (name, n, sent, _) in ways.into_iter().filter(|(.., share)| *share > 0.0) {
+                verdict.push(
+                    format!("failed {name} requests {place}, as expected"),
+                    n > 0,
+                    if sent == 0 {
+                        format!("unknown: not one {name} request was sent: the suite cannot show it would catch its loss")
+                    } else if n == 0 {
+                        format!("none of {sent} {name} requests failed {during}: the suite cannot show it would catch their loss")
+                    } else {
+                        format!("{n} of {sent} failed {during}")
+                    },
+                );
+            }
         }
     }
 }
 
-/// Judges a run's load report against its terminations.
-pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar: Bar) -> Verdict {
-    let mut verdict = Verdict::default();
-    judge_load(report, expect, &mut verdict);
-    streams::judge(report, expect, &mut verdict);
-
-    verdict.push(
-        "old replicas terminated",
-        !terminations.is_empty(),
-        format!("{} replicas went through termination", terminations.len()),
+/// `POST`s, which no proxy retries, must have gone over every protocol that
+/// carried requests, and none may have failed.
+fn judge_posts(report: &Report, verdict: &mut Verdict) {
+    if report.config.post_fraction <= 0.0 {
+        return;
+    }
+    let post = &report.methods.post;
+    let per_protocol = [
+        (
+            "HTTP/1.1 keep-alive",
+            &post.modes.keepalive,
+            report.modes.keepalive.sent,
+        ),
+        (
+            "HTTP/1.1 fresh connections",
+            &post.modes.fresh,
+            report.modes.fresh.sent,
+        ),
+        ("HTTP/2", &post.modes.http2, report.modes.http2.sent),
+    ];
+    let missing: Vec<&str> = per_protocol
+        .iter()
+        .filter(|(_, m, all)| *all > 0 && m.sent == 0)
+        .map(|(name, _, _)| *name)
+        .collect();
+    let split: Vec<String> = per_protocol
+        .iter()
+        .map(|(name, m, _)| format!("{name} {}", m.sent))
+        .collect();
+    let detail = format!(
+        "{} (POSTs sent: {})",
+        breakdown(post.sent, &post.outcomes),
+        split.join(", ")
     );
-    for t in terminations {
+    verdict.push(
+        "no failed POST request",
+        missing.is_empty() && post.sent > 0 && post.outcomes.failures() == 0,
+        if missing.is_empty() {
+            detail
+        } else {
+            format!(
+                "unknown: no POST went over {}; {detail}",
+                missing.join(", ")
+            )
+        },
+    );
+}
+
+/// What a run gives the verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// The load generator's report, on the runner's clock.
+    pub report: &'a Report,
+    /// How the load generator's clock was set against the runner's.
+    pub clock: Option<Offset>,
+    /// Every replica the backend saw.
+    pub replicas: &'a [ReplicaRecord],
+    /// The replicas each rollout replaced, as the backend listed them when
+    /// the rollout started.
+    pub old: &'a [String],
+    /// Replicas × rollouts: how many old replicas there must be.
+    pub expected_old: usize,
+}
+
+/// Judges a run; also returns the old replicas' terminations, for the
+/// backend's own checks. An old replica whose termination was not seen
+/// whole fails the run as unknown.
+pub fn judge(evidence: &Evidence<'_>, expect: Expect, bar: Bar) -> (Verdict, Vec<Termination>) {
+    let report = evidence.report;
+    let mut verdict = Verdict::default();
+    let (clock_ok, clock_detail) = clock::judged(evidence.clock);
+    verdict.push("the load generator's clock", clock_ok, clock_detail);
+    // With no rollout (a steady-state run), the whole run is the window.
+    let (terminations, windows) = if evidence.expected_old == 0 && evidence.old.is_empty() {
+        let run = Span {
+            from_ms: 0,
+            to_ms: u64::MAX,
+        };
+        (Vec::new(), vec![run])
+    } else {
+        let terminations = old_replicas(evidence, &mut verdict);
+        let windows = windows(&terminations);
+        (terminations, windows)
+    };
+    judge_load(report, expect, &windows, &mut verdict);
+    streams::judge(report, expect, &windows, &mut verdict);
+
+    for t in &terminations {
         let sent = sent_between(report, t.terminating_ms, t.exited_ms);
         let window = (t.exited_ms.saturating_sub(t.terminating_ms)).max(1) as f64 / 1e3;
         let rate = sent / window;
         verdict.push(
-            format!("load while {} terminated", t.name),
+            format!("load on the Service while {} terminated", t.name),
             rate >= bar.min_rate_while_terminating,
             format!(
-                "{sent:.0} requests sent in its {window:.3} s of termination, {rate:.0}/s (at least {:.0}/s required)",
+                "{sent:.0} requests sent to the Service in its {window:.3} s of termination, {rate:.0}/s (at least {:.0}/s required)",
                 bar.min_rate_while_terminating
             ),
         );
-        if expect == Expect::NoFailures {
-            let served = served_between(report, &t.name, t.terminating_ms, t.exited_ms);
+        if expect == Expect::NoFailures && bar.answers_after_sigterm {
             verdict.push(
-                format!("{} kept serving after deletion", t.name),
-                served > 0,
-                format!("{served} `GET /` answered by it after its pod was deleted"),
+                format!("{} answered after its SIGTERM", t.name),
+                served_in_shutdown(report, &t.name) > 0,
+                format!(
+                    "{} of its {} answers carried its lameduck-phase header: given after its shutdown began, on its own account",
+                    served_in_shutdown(report, &t.name),
+                    report.answered_by.get(&t.name).copied().unwrap_or(0)
+                ),
             );
+        }
+        if let Some(outcome) = expect.outcome() {
+            let (name, code) = match outcome {
+                Outcome::Clean => ("exited on its own", 0),
+                Outcome::Forced => ("was forced at its shutdown timeout", 1),
+            };
             // An exit code nobody saw is not a pass.
             verdict.push(
-                format!("{} exited on its own", t.name),
-                !t.killed && t.exit_code == Some(0),
+                format!("{} {name}", t.name),
+                !t.killed && t.exit_code == Some(code),
                 match (t.exit_code, t.killed) {
                     (None, _) => "unknown: no exit code was seen".to_owned(),
                     (Some(code), true) => {
@@ -256,7 +479,43 @@ pub fn judge(report: &Report, terminations: &[Termination], expect: Expect, bar:
             );
         }
     }
-    verdict
+    (verdict, terminations)
+}
+
+/// Every old replica of every rollout must have been seen deleted, exiting
+/// and with an exit code; the ones that were are returned.
+fn old_replicas(evidence: &Evidence<'_>, verdict: &mut Verdict) -> Vec<Termination> {
+    let mut seen = Vec::new();
+    let mut unknown = Vec::new();
+    for name in evidence.old {
+        match evidence.replicas.iter().find(|r| &r.name == name) {
+            None => unknown.push(format!("{name}: never seen")),
+            Some(record) => match record.termination() {
+                Ok(t) => seen.push(t),
+                Err(why) => unknown.push(format!("{name}: {why}")),
+            },
+        }
+    }
+    let expected = evidence.expected_old;
+    let mut detail = format!(
+        "{} of {expected} old replicas (replicas × rollouts) seen deleted, exiting and with an exit code; {} listed at the rollouts' starts",
+        seen.len(),
+        evidence.old.len()
+    );
+    if !unknown.is_empty() {
+        detail = format!("unknown: {}; {detail}", unknown.join(", "));
+    }
+    verdict.push(
+        "old replicas terminated",
+        expected > 0 && evidence.old.len() == expected && unknown.is_empty(),
+        detail,
+    );
+    seen
+}
+
+/// Answers `replica` gave after its shutdown began, by its own marker.
+pub fn served_in_shutdown(report: &Report, replica: &str) -> u64 {
+    report.served_in_shutdown.get(replica).copied().unwrap_or(0)
 }
 
 /// Requests started during `[from, to]`, each second's count weighted by how
@@ -269,13 +528,6 @@ pub fn sent_between(report: &Report, from: u64, to: u64) -> f64 {
                 .saturating_sub(from.max(s.t_unix_ms));
             s.sent as f64 * covered as f64 / 1000.0
         })
-        .sum()
-}
-
-/// `GET /` answers from `replica` in the seconds that overlap `[from, to]`.
-pub fn served_between(report: &Report, replica: &str, from: u64, to: u64) -> u64 {
-    overlapping(report, from, to)
-        .filter_map(|s| s.served_by.get(replica))
         .sum()
 }
 
@@ -293,19 +545,74 @@ pub(crate) mod fixtures {
 
     use loadgen::{Mode, ModeReport, Outcomes, Report};
 
+    use super::{Bar, Evidence, Expect, Termination, Verdict};
+    use crate::clock::Offset;
+    use crate::timeline::ReplicaRecord;
+
+    /// A replica deleted at `from` that exited cleanly at `to`.
+    pub(crate) fn termination(name: &str, from: u64, to: u64) -> Termination {
+        Termination {
+            name: name.to_owned(),
+            terminating_ms: from,
+            sigterm_ms: None,
+            exited_ms: to,
+            killed: false,
+            exit_code: Some(0),
+        }
+    }
+
+    /// The record a backend would have kept of `t`.
+    pub(crate) fn record_of(t: &Termination) -> ReplicaRecord {
+        ReplicaRecord {
+            name: t.name.clone(),
+            generation: 0,
+            started_ms: 0,
+            ready_ms: Some(0),
+            terminating_ms: Some(t.terminating_ms),
+            sigterm_ms: t.sigterm_ms,
+            exited_ms: Some(t.exited_ms),
+            exit_code: t.exit_code,
+            killed: t.killed,
+            aborted_requests: None,
+        }
+    }
+
+    /// Judges `report` with `terminations` as the run's whole set of old
+    /// replicas, on one clock.
+    pub(crate) fn judged(
+        report: &Report,
+        terminations: &[Termination],
+        expect: Expect,
+        bar: Bar,
+    ) -> Verdict {
+        let records: Vec<ReplicaRecord> = terminations.iter().map(record_of).collect();
+        let old: Vec<String> = terminations.iter().map(|t| t.name.clone()).collect();
+        let evidence = Evidence {
+            report,
+            clock: Some(Offset::SAME),
+            replicas: &records,
+            old: &old,
+            expected_old: old.len(),
+        };
+        super::judge(&evidence, expect, bar).0
+    }
+
     /// (second's start, requests sent, `GET /` answers per replica)
     pub(crate) type Bucket<'a> = (u64, u64, &'a [(&'a str, u64)]);
 
     /// The timeline's requests, split as the scenario's default mix does
-    /// (half keep-alive, a quarter fresh, a quarter HTTP/2), all ok but
-    /// `failures` resets, spread evenly over the three (the remainder on
-    /// keep-alive).
+    /// (half keep-alive, a quarter fresh, a quarter HTTP/2; a fifth of each
+    /// `POST`), all ok but `failures` resets on `GET`s, spread evenly over
+    /// the three protocols (the remainder on keep-alive) and located in the
+    /// first second. Each replica named in a second answered that many
+    /// requests, all after its SIGTERM.
     pub(crate) fn report(seconds: &[Bucket<'_>], failures: u64) -> Report {
         let mut json = serde_json::json!({
             "version": loadgen::REPORT_VERSION,
             "config": serde_json::to_value(loadgen::Config {
                 fresh_fraction: 0.25,
                 h2_fraction: 0.25,
+                post_fraction: 0.2,
                 ..loadgen::Config::new("127.0.0.1:1")
             }).unwrap(),
             "target_addr": "127.0.0.1:1", "started_unix_ms": 0, "elapsed_ms": 0,
@@ -333,6 +640,12 @@ pub(crate) mod fixtures {
                 ..Default::default()
             })
             .collect();
+        for second in &report.timeline {
+            for (name, n) in &second.served_by {
+                *report.answered_by.entry(name.clone()).or_default() += n;
+                *report.served_in_shutdown.entry(name.clone()).or_default() += n;
+            }
+        }
         let total: u64 = report.timeline.iter().map(|s| s.sent).sum();
         let (fresh, http2) = (total / 4, total / 4);
         let each = failures / 3;
@@ -351,25 +664,17 @@ pub(crate) mod fixtures {
         report
     }
 
-    /// Replaces one protocol's outcomes, and sums the report's totals again.
-    pub(crate) fn set_mode(report: &mut Report, mode: Mode, outcomes: Outcomes) {
-        let slot = match mode {
-            Mode::Keepalive => &mut report.modes.keepalive,
-            Mode::Fresh => &mut report.modes.fresh,
-            Mode::Http2 => &mut report.modes.http2,
-        };
-        *slot = ModeReport {
-            sent: outcomes.total(),
-            outcomes,
-        };
-        let modes = [
-            &report.modes.keepalive,
-            &report.modes.fresh,
-            &report.modes.http2,
-        ];
+    fn mode_mut(modes: &mut loadgen::Modes, mode: Mode) -> &mut ModeReport {
+        match mode {
+            Mode::Keepalive => &mut modes.keepalive,
+            Mode::Fresh => &mut modes.fresh,
+            Mode::Http2 => &mut modes.http2,
+        }
+    }
+
+    fn sum<'a>(outcomes: impl IntoIterator<Item = &'a Outcomes>) -> Outcomes {
         let mut total = Outcomes::default();
-        for m in modes {
-            let o = &m.outcomes;
+        for o in outcomes {
             total.ok += o.ok;
             for (code, n) in &o.status {
                 *total.status.entry(*code).or_default() += n;
@@ -378,14 +683,75 @@ pub(crate) mod fixtures {
             total.connect_error += o.connect_error;
             total.reset += o.reset;
             total.timeout += o.timeout;
+            total.wrong_echo += o.wrong_echo;
             total.other += o.other;
             total.aborted += o.aborted;
             total.refused_resent += o.refused_resent;
+        }
+        total
+    }
+
+    /// Replaces one protocol's outcomes and sums the report's totals again.
+    /// A fifth of its `ok` are `POST`s (unless [`set_posts`] says
+    /// otherwise); its failures are `GET`s, located in the first second.
+    pub(crate) fn set_mode(report: &mut Report, mode: Mode, outcomes: Outcomes) {
+        let posts = Outcomes {
+            ok: outcomes.ok / 5,
+            ..Outcomes::default()
+        };
+        set_posts(report, mode, &outcomes, posts);
+    }
+
+    /// Like [`set_mode`], with `posts` (part of `outcomes`) as its `POST`s.
+    pub(crate) fn set_posts(report: &mut Report, mode: Mode, outcomes: &Outcomes, posts: Outcomes) {
+        *mode_mut(&mut report.modes, mode) = ModeReport {
+            sent: outcomes.total(),
+            outcomes: outcomes.clone(),
+        };
+        *mode_mut(&mut report.methods.post.modes, mode) = ModeReport {
+            sent: posts.total(),
+            outcomes: posts.clone(),
+        };
+        // The GETs are the rest (posts carry no status codes here).
+        let get = Outcomes {
+            ok: outcomes.ok - posts.ok,
+            connect_refused: outcomes.connect_refused - posts.connect_refused,
+            connect_error: outcomes.connect_error - posts.connect_error,
+            reset: outcomes.reset - posts.reset,
+            timeout: outcomes.timeout - posts.timeout,
+            wrong_echo: outcomes.wrong_echo - posts.wrong_echo,
+            other: outcomes.other - posts.other,
+            aborted: outcomes.aborted - posts.aborted,
+            refused_resent: outcomes.refused_resent - posts.refused_resent,
+            ..outcomes.clone()
+        };
+        *mode_mut(&mut report.methods.get.modes, mode) = ModeReport {
+            sent: outcomes.total() - posts.total(),
+            outcomes: get,
+        };
+        let m = &report.modes;
+        let total = sum([&m.keepalive.outcomes, &m.fresh.outcomes, &m.http2.outcomes]);
+        for method in [&mut report.methods.get, &mut report.methods.post] {
+            let m = &method.modes;
+            method.outcomes = sum([&m.keepalive.outcomes, &m.fresh.outcomes, &m.http2.outcomes]);
+            method.sent = method.outcomes.total();
         }
         report.sent = total.total();
         report.scheduled = report.sent;
         report.failures = total.failures();
         report.outcomes = total;
+        if let Some(first) = report.timeline.first_mut() {
+            let f = &mut first.failures;
+            let slot = match mode {
+                Mode::Keepalive => &mut f.keepalive,
+                Mode::Fresh => &mut f.fresh,
+                Mode::Http2 => &mut f.http2,
+            };
+            *slot = outcomes.failures();
+            let m = &report.methods;
+            f.get = m.get.outcomes.failures();
+            f.post = m.post.outcomes.failures();
+        }
     }
 }
 
@@ -393,21 +759,12 @@ pub(crate) mod fixtures {
 mod tests {
     use loadgen::Mode;
 
-    use super::fixtures::{report, set_mode};
+    use super::fixtures::{judged, record_of, report, set_mode, termination};
     use super::*;
-
-    fn termination(name: &str, from: u64, to: u64) -> Termination {
-        Termination {
-            name: name.to_owned(),
-            terminating_ms: from,
-            exited_ms: to,
-            killed: false,
-            exit_code: Some(0),
-        }
-    }
 
     const BAR: Bar = Bar {
         min_rate_while_terminating: 100.0,
+        answers_after_sigterm: true,
     };
 
     #[test]
@@ -420,14 +777,14 @@ mod tests {
             ],
             0,
         );
-        let v = judge(&r, &[termination("a", 500, 1500)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 500, 1500)], Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
     }
 
     #[test]
     fn one_failure_fails() {
         let r = report(&[(0, 500, &[("a", 10)])], 1);
-        let v = judge(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
         assert!(!v.passed());
     }
 
@@ -438,24 +795,131 @@ mod tests {
             &[(0, 500, &[]), (5000, 0, &[]), (9000, 500, &[("a", 1)])],
             0,
         );
-        let v = judge(&r, &[termination("a", 5000, 5900)], Expect::NoFailures, BAR);
+        let v = judged(&r, &[termination("a", 5000, 5900)], Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
     }
 
     #[test]
-    fn a_replica_nobody_reached_after_deletion_fails() {
-        let r = report(&[(0, 500, &[("b", 400)])], 0);
-        let v = judge(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
-        assert!(!v.passed(), "{v}");
+    fn a_replica_whose_answers_all_came_before_its_sigterm_fails() {
+        let mut r = report(&[(0, 500, &[("a", 400)])], 0);
+        r.served_in_shutdown.clear();
+        let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, BAR);
+        assert_eq!(failed_checks(&v), ["a answered after its SIGTERM"], "{v}");
+        assert!(
+            check(&v, "a answered after its SIGTERM")
+                .detail
+                .starts_with("0 of its 400 answers"),
+            "{v}"
+        );
+        // Behind a proxy that fences a terminating endpoint, nothing reaches
+        // it after its preStop: not asked.
+        let fenced = Bar {
+            answers_after_sigterm: false,
+            ..BAR
+        };
+        let v = judged(&r, &[termination("a", 0, 900)], Expect::NoFailures, fenced);
+        assert!(v.passed(), "{v}");
     }
 
     #[test]
     fn the_negative_control_must_fail_requests() {
         let clean = report(&[(0, 500, &[("a", 1)])], 0);
         let t = [termination("a", 0, 900)];
-        assert!(!judge(&clean, &t, Expect::Failures, BAR).passed());
-        let broken = report(&[(0, 500, &[("a", 1)])], 12);
-        assert!(judge(&broken, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&clean, &t, Expect::Failures, BAR).passed());
+        assert!(judged(&broken(), &t, Expect::Failures, BAR).passed());
+    }
+
+    /// 800 requests in second 0, of which each protocol failed 6: 4 GETs
+    /// and 2 POSTs.
+    fn broken() -> Report {
+        let mut r = report(&[(0, 800, &[("a", 1)]), (1000, 0, &[])], 0);
+        for (mode, sent) in [
+            (Mode::Keepalive, 400),
+            (Mode::Fresh, 200),
+            (Mode::Http2, 200),
+        ] {
+            let all = Outcomes {
+                ok: sent - 6,
+                reset: 6,
+                ..Outcomes::default()
+            };
+            let posts = Outcomes {
+                ok: sent / 5 - 2,
+                reset: 2,
+                ..Outcomes::default()
+            };
+            fixtures::set_posts(&mut r, mode, &all, posts);
+        }
+        r
+    }
+
+    /// Each switch the negative control turns off shows on every protocol
+    /// and on both methods: one without failures fails the run.
+    #[test]
+    fn the_negative_control_must_fail_every_protocol_and_method() {
+        let t = [termination("a", 0, 900)];
+        for (mode, name) in [
+            (Mode::Keepalive, "HTTP/1.1 keep-alive"),
+            (Mode::Fresh, "HTTP/1.1 fresh connections"),
+        ] {
+            let mut r = broken();
+            let sent = if mode == Mode::Keepalive { 400 } else { 200 };
+            set_mode(
+                &mut r,
+                mode,
+                Outcomes {
+                    ok: sent,
+                    ..Outcomes::default()
+                },
+            );
+            let v = judged(&r, &t, Expect::Failures, BAR);
+            assert_eq!(
+                failed_checks(&v),
+                [format!(
+                    "failed {name} requests inside the terminations, as expected"
+                )],
+                "{v}"
+            );
+        }
+        // GETs failed on every protocol, POSTs on none.
+        let mut r = broken();
+        for (mode, sent) in [
+            (Mode::Keepalive, 400),
+            (Mode::Fresh, 200),
+            (Mode::Http2, 200),
+        ] {
+            let all = Outcomes {
+                ok: sent - 4,
+                reset: 4,
+                ..Outcomes::default()
+            };
+            let posts = Outcomes {
+                ok: sent / 5,
+                ..Outcomes::default()
+            };
+            fixtures::set_posts(&mut r, mode, &all, posts);
+        }
+        let v = judged(&r, &t, Expect::Failures, BAR);
+        assert_eq!(
+            failed_checks(&v),
+            ["failed POST requests inside the terminations, as expected"],
+            "{v}"
+        );
+    }
+
+    /// A failure before any replica terminated (a DNS error at start-up,
+    /// say) is not what the negative control switched off.
+    #[test]
+    fn a_negative_control_s_failures_outside_the_terminations_do_not_count() {
+        let r = broken();
+        let v = judged(&r, &[termination("a", 5_000, 5_900)], Expect::Failures, BAR);
+        assert!(!v.passed(), "{v}");
+        let detail = &check(&v, "failed requests inside the terminations, as expected").detail;
+        assert!(
+            detail.starts_with("0 failed while a replica terminated")
+                && detail.contains("18 failed elsewhere, not counted"),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -490,7 +954,7 @@ mod tests {
     #[test]
     fn all_protocols_clean_passes_and_each_is_judged() {
         let (r, t) = clean();
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
         for (name, sent) in [
             ("no failed request over HTTP/1.1 keep-alive", 800),
@@ -520,7 +984,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
         assert_eq!(
             failed_checks(&v),
@@ -547,7 +1011,7 @@ mod tests {
                     ..Outcomes::default()
                 },
             );
-            let v = judge(&r, &t, Expect::NoFailures, BAR);
+            let v = judged(&r, &t, Expect::NoFailures, BAR);
             assert_eq!(failed_checks(&v).len(), 2, "{v}");
         }
     }
@@ -558,7 +1022,7 @@ mod tests {
         set_mode(&mut r, Mode::Http2, Outcomes::default());
         // Overall the run is clean: only the HTTP/2 check can notice.
         assert!(r.is_clean());
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(!v.passed(), "{v}");
         assert_eq!(failed_checks(&v), ["no failed request over HTTP/2"], "{v}");
         let detail = &check(&v, "no failed request over HTTP/2").detail;
@@ -577,7 +1041,7 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::NoFailures, BAR);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
         assert!(v.passed(), "{v}");
         for name in ["no failed request", "no failed request over HTTP/2"] {
             let detail = &check(&v, name).detail;
@@ -591,34 +1055,39 @@ mod tests {
     #[test]
     fn the_negative_control_must_fail_http2_requests_too() {
         let t = [termination("a", 0, 900)];
-        // Failures on HTTP/1.1 only.
-        let mut r = report(&[(0, 800, &[("a", 1)])], 0);
+        let mut r = broken();
         set_mode(
             &mut r,
-            Mode::Keepalive,
+            Mode::Http2,
             Outcomes {
-                ok: 388,
-                connect_refused: 12,
+                ok: 200,
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::Failures, BAR);
-        assert!(!v.passed(), "{v}");
+        let v = judged(&r, &t, Expect::Failures, BAR);
         assert_eq!(
             failed_checks(&v),
-            ["failed HTTP/2 requests, as expected"],
+            ["failed HTTP/2 requests inside the terminations, as expected"],
             "{v}"
         );
-        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        let detail = &check(
+            &v,
+            "failed HTTP/2 requests inside the terminations, as expected",
+        )
+        .detail;
         assert!(
             detail.starts_with("none of 200 HTTP/2 requests failed")
-                && detail.contains("cannot show it would catch an HTTP/2 loss"),
+                && detail.contains("cannot show it would catch their loss"),
             "{detail}"
         );
         // No HTTP/2 request at all: unknown, not a pass.
         set_mode(&mut r, Mode::Http2, Outcomes::default());
-        let v = judge(&r, &t, Expect::Failures, BAR);
-        let detail = &check(&v, "failed HTTP/2 requests, as expected").detail;
+        let v = judged(&r, &t, Expect::Failures, BAR);
+        let detail = &check(
+            &v,
+            "failed HTTP/2 requests inside the terminations, as expected",
+        )
+        .detail;
         assert!(!v.passed() && detail.starts_with("unknown"), "{v}");
         // Refused-and-resent HTTP/2 requests are not the failures it needs.
         set_mode(
@@ -630,23 +1099,14 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&r, &t, Expect::Failures, BAR).passed());
         // With HTTP/2 failures it passes, and shows the split.
-        set_mode(
-            &mut r,
-            Mode::Http2,
-            Outcomes {
-                ok: 190,
-                reset: 10,
-                ..Outcomes::default()
-            },
-        );
-        let v = judge(&r, &t, Expect::Failures, BAR);
+        let v = judged(&broken(), &t, Expect::Failures, BAR);
         assert!(v.passed(), "{v}");
-        let detail = &check(&v, "failed requests, as expected").detail;
+        let detail = &check(&v, "failed requests inside the terminations, as expected").detail;
         assert!(
-            detail.ends_with(
-                "failed per protocol: HTTP/1.1 keep-alive 12, HTTP/1.1 fresh connections 0, HTTP/2 10"
+            detail.starts_with(
+                "18 failed while a replica terminated (HTTP/1.1 keep-alive 6, HTTP/1.1 fresh connections 6, HTTP/2 6, GET 12, POST 6)"
             ),
             "{detail}"
         );
@@ -656,7 +1116,7 @@ mod tests {
     fn failures_on_any_protocol_need_no_http2_failure() {
         let t = [termination("a", 0, 900)];
         let mut r = report(&[(0, 800, &[("a", 1)])], 0);
-        assert!(!judge(&r, &t, Expect::FailuresAnyProtocol, BAR).passed());
+        assert!(!judged(&r, &t, Expect::FailuresAnyProtocol, BAR).passed());
         set_mode(
             &mut r,
             Mode::Fresh,
@@ -666,15 +1126,144 @@ mod tests {
                 ..Outcomes::default()
             },
         );
-        let v = judge(&r, &t, Expect::FailuresAnyProtocol, BAR);
+        let v = judged(&r, &t, Expect::FailuresAnyProtocol, BAR);
         assert!(v.passed(), "{v}");
         assert!(v.checks.iter().all(|c| !c.name.contains("HTTP/2")), "{v}");
-        assert!(!judge(&r, &t, Expect::Failures, BAR).passed());
+        assert!(!judged(&r, &t, Expect::Failures, BAR).passed());
     }
 
     #[test]
     fn no_terminations_is_no_rollout() {
-        let r = report(&[(0, 500, &[])], 0);
-        assert!(!judge(&r, &[], Expect::NoFailures, BAR).passed());
+        // Three were due: none seen is a failure.
+        let v = judged_old(&[], 3);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+    }
+
+    /// A steady-state run (no rollout due): no termination to judge, and a
+    /// negative control's failures count wherever they happened.
+    #[test]
+    fn a_steady_state_run_is_judged_on_its_load_alone() {
+        let clean = report(&[(0, 500, &[])], 0);
+        let v = judged(&clean, &[], Expect::NoFailures, BAR);
+        assert!(v.passed(), "{v}");
+        assert!(v.checks.iter().all(|c| !c.name.contains("replica")), "{v}");
+        let v = judged(&broken(), &[], Expect::Failures, BAR);
+        assert!(v.passed(), "{v}");
+        assert!(!judged(&clean, &[], Expect::Failures, BAR).passed());
+    }
+
+    /// Judges a clean run whose old replicas are `records`, of which
+    /// `expected` were due.
+    fn judged_old(records: &[ReplicaRecord], expected: usize) -> Verdict {
+        let (r, _) = clean();
+        let old: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        let evidence = Evidence {
+            report: &r,
+            clock: Some(Offset::SAME),
+            replicas: records,
+            old: &old,
+            expected_old: expected,
+        };
+        judge(&evidence, Expect::NoFailures, BAR).0
+    }
+
+    /// A pod that went while the watch was relisting, or whose end came
+    /// after the watch stopped: its exit was never seen. It is not left out.
+    #[test]
+    fn an_old_replica_whose_exit_was_never_seen_fails_as_unknown() {
+        let (_, [t]) = clean();
+        assert!(judged_old(&[record_of(&t)], 1).passed());
+        let mut unseen = record_of(&t);
+        unseen.exited_ms = None;
+        unseen.exit_code = None;
+        let v = judged_old(&[unseen], 1);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+        let detail = &check(&v, "old replicas terminated").detail;
+        assert!(
+            detail.starts_with("unknown: a: its exit was never seen"),
+            "{detail}"
+        );
+        let mut no_code = record_of(&t);
+        no_code.exit_code = None;
+        assert!(!judged_old(&[no_code], 1).passed());
+    }
+
+    /// Six old replicas were due (3 × 2) and only five were listed: one
+    /// termination went unobserved.
+    #[test]
+    fn fewer_old_replicas_than_replicas_times_rollouts_fails() {
+        let (_, [t]) = clean();
+        let v = judged_old(&[record_of(&t)], 2);
+        assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
+        assert!(
+            check(&v, "old replicas terminated")
+                .detail
+                .starts_with("1 of 2 old replicas"),
+            "{v}"
+        );
+        // Listed, but no record of it at all.
+        let (r, _) = clean();
+        let evidence = Evidence {
+            report: &r,
+            clock: Some(Offset::SAME),
+            replicas: &[],
+            old: &["a".to_owned()],
+            expected_old: 1,
+        };
+        let (v, terminations) = judge(&evidence, Expect::NoFailures, BAR);
+        assert!(terminations.is_empty());
+        assert!(
+            check(&v, "old replicas terminated")
+                .detail
+                .starts_with("unknown: a: never seen"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn a_load_generator_clock_that_was_never_read_fails() {
+        let (r, [t]) = clean();
+        let records = [record_of(&t)];
+        let evidence = Evidence {
+            report: &r,
+            clock: None,
+            replicas: &records,
+            old: &["a".to_owned()],
+            expected_old: 1,
+        };
+        let (v, _) = judge(&evidence, Expect::NoFailures, BAR);
+        assert_eq!(failed_checks(&v), ["the load generator's clock"], "{v}");
+    }
+
+    /// POSTs, which no proxy retries, must have gone over every protocol.
+    #[test]
+    fn a_clean_run_without_posts_on_a_protocol_is_unknown() {
+        let (mut r, t) = clean();
+        let all = Outcomes {
+            ok: 400,
+            ..Outcomes::default()
+        };
+        fixtures::set_posts(&mut r, Mode::Http2, &all, Outcomes::default());
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
+        assert_eq!(failed_checks(&v), ["no failed POST request"], "{v}");
+        assert!(
+            check(&v, "no failed POST request")
+                .detail
+                .starts_with("unknown: no POST went over HTTP/2"),
+            "{v}"
+        );
+        let one_failed = Outcomes {
+            ok: 399,
+            wrong_echo: 1,
+            ..Outcomes::default()
+        };
+        let posts = Outcomes {
+            ok: 79,
+            wrong_echo: 1,
+            ..Outcomes::default()
+        };
+        fixtures::set_posts(&mut r, Mode::Http2, &one_failed, posts);
+        let v = judged(&r, &t, Expect::NoFailures, BAR);
+        assert!(failed_checks(&v).contains(&"no failed POST request"), "{v}");
     }
 }

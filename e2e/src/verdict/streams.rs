@@ -4,7 +4,7 @@
 
 use loadgen::{Report, StreamReport};
 
-use super::{Expect, Verdict};
+use super::{Expect, Span, Verdict};
 
 /// One kind of long-lived client, as the summary and the checks name it.
 pub fn kinds(report: &Report) -> [(&'static str, &StreamReport); 2] {
@@ -49,9 +49,14 @@ pub fn breakdown(s: &StreamReport) -> String {
 
 /// The checks for each kind of client the load had (none for a kind with
 /// no clients). A kind whose streams no server ended proves nothing about
-/// a rollout, and is unknown.
-pub fn judge(report: &Report, expect: Expect, verdict: &mut Verdict) {
-    for (name, s) in kinds(report) {
+/// a rollout, and is unknown. A negative control's failed streams count
+/// only inside the terminations' `windows`.
+pub fn judge(report: &Report, expect: Expect, windows: &[Span], verdict: &mut Verdict) {
+    let (inside, outside) = super::located(report, windows);
+    for ((name, s), (failed_inside, failed_outside)) in kinds(report)
+        .into_iter()
+        .zip([(inside.sse, outside.sse), (inside.ws, outside.ws)])
+    {
         if s.clients == 0 {
             continue;
         }
@@ -71,21 +76,22 @@ pub fn judge(report: &Report, expect: Expect, verdict: &mut Verdict) {
                 verdict.push(format!("no failed {name} stream"), passed, detail);
             }
             Expect::Failures => {
+                let located = format!(
+                    "{failed_inside} failed while a replica terminated, {failed_outside} elsewhere (not counted); {}",
+                    breakdown(s)
+                );
                 verdict.push(
-                    format!("failed {name} streams, as expected"),
-                    s.failed > 0,
-                    if s.failed > 0 {
-                        breakdown(s)
+                    format!("failed {name} streams inside the terminations, as expected"),
+                    failed_inside > 0,
+                    if failed_inside > 0 {
+                        located
                     } else {
-                        format!(
-                            "none failed: the suite cannot show it would catch a lost stream; {}",
-                            breakdown(s)
-                        )
+                        format!("the suite cannot show it would catch a lost stream: {located}")
                     },
                 );
             }
             // A limit of the routers, not a broken shutdown: shown, not judged.
-            Expect::FailuresAnyProtocol => {}
+            Expect::FailuresAnyProtocol | Expect::Forced => {}
         }
     }
 }
@@ -117,12 +123,25 @@ mod tests {
         s
     }
 
-    fn judged(sse: StreamReport, expect: Expect) -> Verdict {
-        let mut report = super::super::fixtures::report(&[(0, 10, &[])], 0);
+    /// A replica terminating during second 5 of a 10-second run.
+    const WINDOW: Span = Span {
+        from_ms: 5_000,
+        to_ms: 5_600,
+    };
+
+    /// Judges `sse`, whose failures happened in second `failed_at`.
+    fn judged_at(sse: StreamReport, expect: Expect, failed_at: usize) -> Verdict {
+        let seconds: Vec<_> = (0..10).map(|i| (i * 1000, 10, &[][..])).collect();
+        let mut report = super::super::fixtures::report(&seconds, 0);
+        report.timeline[failed_at].failures.sse = sse.failed;
         report.streams.sse = sse;
         let mut v = Verdict::default();
-        judge(&report, expect, &mut v);
+        judge(&report, expect, &[WINDOW], &mut v);
         v
+    }
+
+    fn judged(sse: StreamReport, expect: Expect) -> Verdict {
+        judged_at(sse, expect, 5)
     }
 
     #[test]
@@ -158,5 +177,23 @@ mod tests {
         assert!(!v.passed(), "{v}");
         let v = judged(streams(12, 4, 4, &[StreamFailure::Reset]), Expect::Failures);
         assert!(v.passed(), "{v}");
+    }
+
+    /// A stream that failed before any replica terminated (a start-up
+    /// error, say) is not what the negative control switched off.
+    #[test]
+    fn a_negative_control_s_stream_failure_outside_the_terminations_does_not_count() {
+        let v = judged_at(
+            streams(12, 4, 4, &[StreamFailure::ConnectRefused]),
+            Expect::Failures,
+            1,
+        );
+        assert!(!v.passed(), "{v}");
+        assert!(
+            v.checks[0]
+                .detail
+                .contains("0 failed while a replica terminated, 1 elsewhere"),
+            "{v}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! echoes its body, `GET /work?ms=N` stands in for a slow request,
 //! `GET /events` is a Server-Sent Events stream and `GET /ws` a WebSocket
 //! echo; both streams end cleanly when the server drains (see
-//! [`Drain`](lameduck::Drain)). Every response names the replica in
+//! [`Drain`]). Every response names the replica in
 //! `lameduck-replica`, and says `lameduck-phase: draining` or `closing` once
 //! the shutdown has begun (see [`REPLICA_HEADER`], [`PHASE_HEADER`]). It is
 //! an ordinary hyper service, served the same way as any other.
