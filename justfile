@@ -114,6 +114,11 @@ cluster-down:
 cluster-shell *CMD:
     python3 scripts/cluster shell "$@"
 
+# Draw deploy/grafana's Shutdowns row from the local cluster's Prometheus after `e2e-cluster` (installs matplotlib into .venv).
+dashboard out="docs/shutdowns-dashboard.png":
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check matplotlib==3.11.2
+    .venv/bin/python scripts/cluster dashboard --namespace scrape-30s --runs target/e2e/scrape-30s.json target/e2e/scrape-30s-forced.json --out {{out}}
+
 # Build lameduck's image without a registry and import it into the local cluster; the last line is its reference.
 cluster-load:
     python3 scripts/cluster load

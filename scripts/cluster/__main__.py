@@ -8,6 +8,8 @@
     python3 scripts/cluster prometheus     apply deploy/prometheus/ with the image built here
     python3 scripts/cluster traefik        apply deploy/traefik/ (the ingress controller) likewise
     python3 scripts/cluster has-image REF  exit 0 if the cluster's containerd has the image REF
+    python3 scripts/cluster dashboard --namespace NS --runs RUN.json… --out PNG
+                                           deploy/grafana's Shutdowns row, drawn from the cluster's Prometheus
 
 Exit codes: 0 done, 1 failed (one line saying why, and what to run), 2 bad usage,
 130 and 143 interrupted by SIGINT (Ctrl-C) and SIGTERM; an interrupted `up`
@@ -122,6 +124,27 @@ def traefik():
     return 0
 
 
+def dashboard(argv):
+    """deploy/grafana's Shutdowns row as a PNG, from the cluster's Prometheus."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scripts/cluster dashboard")
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--runs", nargs="+", required=True,
+                        help="the rollout suite's run records (target/e2e/<run>.json) whose time range to draw")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    _require_up()
+    bin = build.built()
+    import dashboard as board
+
+    def get(path):
+        return json.loads(stages.kubectl(bin, "get", "--raw", path, from_host=True))
+
+    log(f"wrote {board.draw(get, args.namespace, args.runs, args.out)}")
+    return 0
+
+
 def main(argv):
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -156,6 +179,8 @@ def main(argv):
             return prometheus()
         if command == "traefik":
             return traefik()
+        if command == "dashboard":
+            return dashboard(rest)
     except Fail as f:
         return f.report()
     except (Interrupted, KeyboardInterrupt) as e:
