@@ -1173,14 +1173,15 @@ mod tests {
     fn an_old_replica_whose_exit_was_never_seen_fails_as_unknown() {
         let (_, [t]) = clean();
         assert!(judged_old(&[record_of(&t)], 1).passed());
-        let mut unseen = record_of(&t);
+        let mut unseen = record_of(&termination("b", 1000, 1600));
         unseen.exited_ms = None;
         unseen.exit_code = None;
-        let v = judged_old(&[unseen], 1);
+        // One seen whole, one not: the second is not left out.
+        let v = judged_old(&[record_of(&t), unseen], 2);
         assert_eq!(failed_checks(&v), ["old replicas terminated"], "{v}");
         let detail = &check(&v, "old replicas terminated").detail;
         assert!(
-            detail.starts_with("unknown: a: its exit was never seen"),
+            detail.starts_with("unknown: b: its exit was never seen"),
             "{detail}"
         );
         let mut no_code = record_of(&t);
